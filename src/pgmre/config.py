@@ -1,0 +1,206 @@
+"""One YAML file is the single source of truth for a run (spaCy-style).
+
+Every section is a strict pydantic model: unknown keys and wrong types fail on load with the
+dotted path of the offending key. ``key=value`` overrides from the command line are applied to the
+raw mapping before validation, so they get the same checks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(Strict):
+    train: str | None = None
+    dev: str | None = None
+    test: str | None = None
+    rel2id: str | None = Field(None, description="rel2id.json; default: the bundled MNRE relations")
+    strict: bool = Field(True, description="stop on the first invalid record (false: skip and count)")
+    max_train_samples: int | None = Field(None, ge=1)
+    max_eval_samples: int | None = Field(None, ge=1)
+
+
+class OpenAIBackendConfig(Strict):
+    base_url: str = "https://api.openai.com/v1"
+    model: str = "gpt-4o-mini"
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = Field(8, ge=1)
+    timeout_s: float = Field(30.0, gt=0)
+    max_retries: int = Field(5, ge=0)
+    requests_per_second: float | None = Field(None, gt=0)
+
+
+class ExplainConfig(Strict):
+    backend: str = Field("wikipedia,local", description="backend or comma-separated fallback chain")
+    cache: str = ".cache/pgmre/explanations.sqlite"
+    artifact: str | None = Field(None, description="JSONL(.gz) of precomputed explanations imported into the cache")
+    template: str = "v1"
+    max_new_tokens: int = Field(40, ge=1)
+    local_model: str | None = Field(None, description="local dir or hub id; default: bundled SmolLM2-135M")
+    batch_size: int = Field(16, ge=1)
+    openai: OpenAIBackendConfig = OpenAIBackendConfig()
+
+
+class TextConfig(Strict):
+    encoder: str = Field("bundled:minilm", description="hub id, local dir, or bundled:minilm")
+    max_length: int = Field(128, ge=8)
+    explanation_max_length: int = Field(40, ge=4)
+    entity_markers: bool = True
+    explanation_encoder: Literal["shared", "frozen"] = Field(
+        "shared", description="shared: explanations go through the fine-tuned text encoder (paper); "
+        "frozen: cached features of the pretrained encoder (fast on CPU)"
+    )
+
+
+class CaptionConfig(Strict):
+    image: str | None = Field(None, description="captions JSON {img_id: text} for the image-level view")
+    objects: list[str] = Field(default_factory=list, description="captions JSONs used as object-level views")
+
+
+class CropConfig(Strict):
+    dir: str | None = Field(None, description="HVPNeT img_vg directory of object crops")
+    index: str | None = Field(None, description="sample -> crop files dict (.json or HVPNeT .pth)")
+    auto: Literal["saliency", "grid", "none"] = "saliency"
+
+
+class VisualConfig(Strict):
+    source: Literal["image", "caption", "none"] = "caption"
+    encoder: str = Field("bundled:efficientnet-lite0", description="image encoder: ViT hub id/dir or bundled")
+    image_dir: str | None = None
+    num_objects: int = Field(3, ge=0)
+    captions: CaptionConfig = CaptionConfig()
+    crops: CropConfig = CropConfig()
+    missing: Literal["error", "blank"] = "error"
+    feature_cache: str = ".cache/pgmre/features"
+
+
+class ModelConfig(Strict):
+    d_model: int | None = Field(None, ge=8, description="hidden size; default: the text encoder's width")
+    use_visual: bool = True
+    use_explanations: bool = True
+    use_apm: bool = True
+    use_rpm: bool = True
+    num_attr_prototypes: int = Field(23, ge=1)
+    num_rel_prototypes: int = Field(23, ge=1)
+    commitment_weight: float = Field(0.25, ge=0)
+    ema_decay: float = Field(0.99, gt=0, lt=1)
+    dead_prototype_steps: int = Field(200, ge=0, description="re-seed a prototype unused this many steps (0: never)")
+    num_heads: int = Field(8, ge=1)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    text_pooling: Literal["pooler", "cls", "entity_markers"] = "pooler"
+
+
+class TrainConfig(Strict):
+    epochs: int = Field(8, ge=1)
+    batch_size: int = Field(16, ge=1)
+    eval_batch_size: int = Field(64, ge=1)
+    lr: float = Field(2e-5, gt=0)
+    head_lr: float | None = Field(None, gt=0, description="lr of the non-encoder modules; default: lr")
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    grad_clip: float | None = Field(1.0, gt=0)
+    grad_accum: int = Field(1, ge=1)
+    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"
+    num_workers: int = Field(0, ge=0)
+    output_dir: str = "runs"
+    run_name: str | None = None
+    max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps (smoke runs)")
+    eval_every_epoch: bool = True
+    checkpoint_every_steps: int | None = Field(None, ge=1)
+
+
+class Config(Strict):
+    seed: int = 42
+    data: DataConfig = DataConfig()
+    explain: ExplainConfig = ExplainConfig()
+    text: TextConfig = TextConfig()
+    visual: VisualConfig = VisualConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Config:
+        if self.visual.source == "none" and self.model.use_rpm:
+            raise ValueError("model.use_rpm needs visual features: set visual.source or model.use_rpm=false")
+        if self.model.use_apm and not self.model.use_explanations:
+            raise ValueError("model.use_apm needs entity explanations: set model.use_explanations=true")
+        return self
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not validate."""
+
+
+def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = raw
+    for key in keys[:-1]:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {dotted!r}: {key!r} is not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
+    """``a.b=value`` pairs; values are parsed as YAML scalars (``3``, ``true``, ``null``, ``[a, b]``)."""
+    parsed = []
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key.path=value")
+        key, text = item.split("=", 1)
+        try:
+            value = yaml.safe_load(text) if text != "" else ""
+        except yaml.YAMLError as err:
+            raise ConfigError(f"override {item!r}: cannot parse value: {err}") from err
+        parsed.append((key.strip(), value))
+    return parsed
+
+
+def _format_errors(err: ValidationError, origin: str) -> str:
+    lines = [f"{origin}: invalid configuration"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        lines.append(f"  {loc}: {e['msg']}" + (f" (got {e['input']!r})" if e["type"] != "missing" else ""))
+    return "\n".join(lines)
+
+
+def config_from_dict(raw: dict[str, Any], overrides: list[str] | None = None, origin: str = "config") -> Config:
+    raw = dict(raw or {})
+    for key, value in parse_overrides(overrides or []):
+        _set_dotted(raw, key, value)
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, origin)) from None
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
+    """Load and validate a YAML config; relative data paths stay relative to the working directory."""
+    raw: dict[str, Any] = {}
+    origin = "config"
+    if path is not None:
+        path = Path(path)
+        origin = str(path)
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except OSError as err:
+            raise ConfigError(f"{path}: cannot read config: {err}") from err
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML: {err}") from err
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping")
+        raw = loaded or {}
+    return config_from_dict(raw, overrides, origin)
+
+
+def dump_config(config: Config) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

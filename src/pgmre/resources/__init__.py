@@ -1,0 +1,1 @@
+"""Package data: the MNRE relation inventory and other small bundled resources."""
