@@ -1,0 +1,54 @@
+"""``pgmre score``: the MNRE scorer on a gold file and a predictions JSONL file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pgmre.cli.data import Rel2idOption, fail, relation_vocab
+from pgmre.data.mnre import DataError, load_samples
+
+
+def score_command(
+    gold: Annotated[Path, typer.Option("--gold", help="gold MNRE-format or JSONL file")],
+    pred: Annotated[
+        Path,
+        typer.Option("--pred", help="predictions JSONL: one {'relation': ...} per gold sample, same order"),
+    ],
+    train: Annotated[
+        Path | None, typer.Option("--train", help="training file: adds the unseen/untokenizable subsets")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="also write the report JSON here")] = None,
+    rel2id: Rel2idOption = None,
+    vocab: Annotated[
+        Path | None,
+        typer.Option("--vocab", help="WordPiece vocab.txt defining 'untokenizable'; default: bundled"),
+    ] = None,
+) -> None:
+    """Score predictions: accuracy, micro P/R/F1 over non-None relations, macro-F1, per relation."""
+    from pgmre.evaluate.metrics import ScoreError, read_prediction_labels, score_samples
+
+    relations = relation_vocab(rel2id)
+    try:
+        gold_samples = load_samples(gold, relations, require_image=False)
+        labels = read_prediction_labels(pred, relations)
+        train_samples = load_samples(train, require_relation=False, require_image=False) if train else None
+        if len(labels) != len(gold_samples):
+            raise ScoreError(
+                f"{pred} has {len(labels)} predictions but {gold} has {len(gold_samples)} samples"
+            )
+        report = score_samples(gold_samples, labels, relations, train_samples, vocab)
+    except (DataError, ScoreError, OSError) as err:
+        fail(str(err))
+    text = json.dumps(report, indent=2)
+    typer.echo(text)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("score")(score_command)
