@@ -1,0 +1,3 @@
+from pgmre.cli import main
+
+main()

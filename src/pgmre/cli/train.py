@@ -1,0 +1,95 @@
+"""``pgmre train`` and ``pgmre evaluate``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from pgmre.config import ConfigError, load_config
+
+
+def _fail(message: str) -> None:
+    typer.secho(message, fg="red", err=True)
+    raise typer.Exit(2)
+
+
+def train(
+    config: Path = typer.Option(None, "--config", "-c", help="YAML config (the single source of truth)"),
+    overrides: list[str] = typer.Argument(None, help="key.path=value overrides, e.g. train.epochs=2"),
+    run_dir: Path = typer.Option(
+        None, "--run-dir", help="where to write the run (default: train.output_dir/<time>)"
+    ),
+    resume: Path = typer.Option(
+        None, "--resume", help="continue an interrupted run from its last checkpoint"
+    ),
+    variant: str = typer.Option(
+        None, "--variant", help="model variant: text-only|base|ent|ent-apm|ent-rpm|full"
+    ),
+) -> None:
+    """Train a model; the best checkpoint on dev micro-F1 is kept in RUN_DIR/best."""
+    from pgmre.train.run import run_training
+    from pgmre.train.trainer import TrainingInterrupted
+
+    overrides = list(overrides or [])
+    if variant:
+        from pgmre.model import variant_overrides
+
+        overrides = [f"model.{k}={json.dumps(v)}" for k, v in variant_overrides(variant).items()] + overrides
+    try:
+        if resume is not None:
+            cfg = load_config(config or resume / "config.yaml", overrides)
+            run_dir = resume
+        else:
+            if config is None:
+                _fail("--config is required (or --resume RUN_DIR)")
+            cfg = load_config(config, overrides)
+    except ConfigError as err:
+        _fail(str(err))
+    try:
+        summary = run_training(cfg, run_dir, resume=resume is not None)
+    except TrainingInterrupted as err:
+        typer.secho(str(err), fg="yellow", err=True)
+        raise typer.Exit(130) from None
+    p = summary.progress
+    typer.echo(
+        json.dumps(
+            {
+                "run_dir": str(summary.run_dir),
+                "best_epoch": p.best_epoch,
+                "best_dev_f1": p.best_f1,
+                "epochs": p.epoch,
+                "steps": p.global_step,
+                "seconds": round(summary.seconds, 1),
+            }
+        )
+    )
+
+
+def evaluate(
+    run: Path = typer.Option(..., "--run", help="run directory written by `pgmre train`"),
+    data: Path = typer.Option(..., "--data", help="MNRE-format or JSONL file to evaluate on"),
+    train_file: Path = typer.Option(
+        None, "--train", help="training file: adds the unseen/untokenizable subsets"
+    ),
+    out: Path = typer.Option(None, "--out", help="output directory (default: RUN/eval-<data stem>)"),
+    checkpoint: str = typer.Option("best", help="best or last"),
+) -> None:
+    """Score a run: report.json, report.md, predictions.jsonl and plots."""
+    from pgmre.evaluate.report import evaluate_run
+
+    if not (run / checkpoint).exists():
+        _fail(f"{run / checkpoint}: no such checkpoint (train first, or pick --checkpoint last)")
+    result = evaluate_run(run, data, train_file, out, checkpoint=checkpoint)
+    r = result.report
+    summary = {k: r[k] for k in ("n", "accuracy", "precision", "recall", "f1", "macro_f1")}
+    if "subsets" in r:
+        summary["subsets"] = {k: {m: v[m] for m in ("n", "accuracy", "f1")} for k, v in r["subsets"].items()}
+    summary["out_dir"] = str(result.out_dir)
+    typer.echo(json.dumps(summary, indent=1))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train)
+    app.command("evaluate")(evaluate)

@@ -1,0 +1,75 @@
+"""Batched inference over an encoded dataset: probabilities, prototype ids and fused features."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+
+def move_batch(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
+    return {
+        k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()
+    }
+
+
+@dataclass
+class Predictions:
+    """Per-sample outputs in dataset order."""
+
+    probs: np.ndarray  # [N, num_labels]
+    attr_ids: np.ndarray | None  # [N] assigned attribute prototype, when the APM is on
+    rel_ids: np.ndarray | None  # [N] assigned relation prototype, when the RPM is on
+    fused: np.ndarray  # [N, d] the classifier's input feature (for projections)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.probs.argmax(axis=1)
+
+    def top_k(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        idx = np.argsort(-self.probs, axis=1)[:, :k]
+        return idx, np.take_along_axis(self.probs, idx, axis=1)
+
+
+def _concat(parts: Sequence[torch.Tensor | None]) -> np.ndarray | None:
+    if not parts or parts[0] is None:
+        return None
+    return torch.cat([p for p in parts if p is not None]).cpu().numpy()
+
+
+@torch.no_grad()
+def predict_dataset(
+    model: nn.Module,
+    dataset: Dataset,
+    collate: Callable[[list[Any]], dict[str, Any]],
+    batch_size: int = 64,
+    device: torch.device | None = None,
+    progress: bool = False,
+    desc: str = "predict",
+) -> Predictions:
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)  # type: ignore[arg-type]
+    probs, attr, rel, fused = [], [], [], []
+    for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
+        batch = move_batch(batch, device)
+        batch.pop("labels", None)
+        out = model(batch)
+        probs.append(torch.softmax(out.logits.float(), dim=-1))
+        attr.append(out.attr_ids)
+        rel.append(out.rel_ids)
+        fused.append(out.fused.float())
+    model.train(was_training)
+    return Predictions(
+        probs=torch.cat(probs).cpu().numpy() if probs else np.zeros((0, 0), dtype=np.float32),
+        attr_ids=_concat(attr),
+        rel_ids=_concat(rel),
+        fused=torch.cat(fused).cpu().numpy() if fused else np.zeros((0, 0), dtype=np.float32),
+    )

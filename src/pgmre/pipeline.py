@@ -1,0 +1,216 @@
+"""Samples in, model batches out: the one path shared by training, evaluation and prediction.
+
+``MREPipeline`` owns everything between a :class:`~pgmre.data.types.Sample` and the model's batch
+dict: entity-marker tokenization, entity explanations (from the cache or a backend), visual features
+(frozen and cached) and frozen explanation features. A run directory stores what is needed to rebuild
+it offline: the resolved config, the relation vocabulary and the tokenizer with its markers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+from pgmre.config import Config, load_config
+from pgmre.data.types import Sample
+from pgmre.encoders.text import EntityMarkerTokenizer, pad_batch, pad_explanation_pairs, resolve_text_encoder
+from pgmre.labels import RelationVocab
+
+TOKENIZER_DIR = "tokenizer"
+IGNORE_LABEL = -100
+
+
+class MREDataset(Dataset):
+    """Encoded samples; per-item features are gathered here, padding happens in the collate function."""
+
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        encodings: list[dict[str, Any]],
+        labels: torch.Tensor,
+        explanations: list[tuple[str, str]] | None = None,
+        explanation_encodings: list[tuple[dict[str, Any], dict[str, Any]]] | None = None,
+        explanation_states: tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[tuple[int, int]]]
+        | None = None,
+        visual: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> None:
+        self.samples = list(samples)
+        self.encodings = encodings
+        self.labels = labels
+        self.explanations = explanations
+        self.explanation_encodings = explanation_encodings
+        # (states [U, L, d], mask [U, L], pooled [U, d], per-sample (head row, tail row))
+        self.explanation_states = explanation_states
+        self.visual = visual
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        item: dict[str, Any] = {"text": self.encodings[i], "label": int(self.labels[i])}
+        if self.explanation_encodings is not None:
+            item["expl"] = self.explanation_encodings[i]
+        if self.explanation_states is not None:
+            states, mask, pooled, rows = self.explanation_states
+            pair = list(rows[i])
+            item["expl_states"], item["expl_mask"], item["expl_pooled"] = (
+                states[pair],
+                mask[pair],
+                pooled[pair],
+            )
+        if self.visual is not None:
+            item["visual_feats"] = self.visual[0][i]
+            item["visual_mask"] = self.visual[1][i]
+        return item
+
+
+class MREPipeline:
+    """Builds datasets, batches and models for one configuration."""
+
+    def __init__(self, config: Config, vocab: RelationVocab, tokenizer_dir: str | Path | None = None) -> None:
+        self.config = config
+        self.vocab = vocab
+        self.encoder_dir = resolve_text_encoder(config.text.encoder)
+        self.tokenizer = EntityMarkerTokenizer(
+            str(tokenizer_dir) if tokenizer_dir else self.encoder_dir,
+            max_length=config.text.max_length,
+            markers=config.text.entity_markers,
+            explanation_max_length=config.text.explanation_max_length,
+        )
+        self._visual: Any = None
+        self._frozen_text: Any = None
+
+    # ------------------------------------------------------------------ persistence
+    @classmethod
+    def from_config(cls, config: Config) -> MREPipeline:
+        vocab = RelationVocab.from_file(config.data.rel2id) if config.data.rel2id else RelationVocab.mnre()
+        return cls(config, vocab)
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, overrides: list[str] | None = None) -> MREPipeline:
+        run_dir = Path(run_dir)
+        if not (run_dir / "config.yaml").exists():
+            raise FileNotFoundError(f"{run_dir}: not a pgmre run directory (no config.yaml)")
+        config = load_config(run_dir / "config.yaml", overrides)
+        vocab = RelationVocab.from_file(run_dir / "rel2id.json")
+        return cls(config, vocab, tokenizer_dir=run_dir / TOKENIZER_DIR)
+
+    def save(self, run_dir: str | Path) -> None:
+        run_dir = Path(run_dir)
+        self.vocab.save(run_dir / "rel2id.json")
+        self.tokenizer.save_pretrained(run_dir / TOKENIZER_DIR)
+
+    # ------------------------------------------------------------------ features
+    @property
+    def uses_explanations(self) -> bool:
+        return self.config.model.use_explanations
+
+    @property
+    def uses_visual(self) -> bool:
+        return self.config.model.use_visual and self.config.visual.source != "none"
+
+    @property
+    def visual(self) -> Any:
+        if self._visual is None and self.uses_visual:
+            from pgmre.encoders.visual import build_visual_provider
+
+            self._visual = build_visual_provider(self.config.visual, self.config.text)
+        return self._visual
+
+    @property
+    def frozen_text(self) -> Any:
+        if self._frozen_text is None:
+            from pgmre.encoders.feature_cache import FrozenTextFeatures
+
+            self._frozen_text = FrozenTextFeatures(
+                self.encoder_dir,
+                max_length=self.config.text.explanation_max_length,
+                cache_dir=self.config.visual.feature_cache,
+            )
+        return self._frozen_text
+
+    def explanations(self, samples: Sequence[Sample], generate: bool = True) -> list[tuple[str, str]]:
+        from pgmre.explain import explanations_for
+
+        return explanations_for(list(samples), self.config.explain, generate=generate)
+
+    def dataset(
+        self,
+        samples: Sequence[Sample],
+        explanations: list[tuple[str, str]] | None = None,
+        captions: Sequence[str | None] | None = None,
+        images: Sequence[Any] | None = None,
+        generate_explanations: bool = True,
+    ) -> MREDataset:
+        """Encode samples; ``explanations``/``captions``/``images`` override the configured sources per sample."""
+        labels = torch.tensor(
+            [self.vocab.encode(s.relation) if s.relation is not None else IGNORE_LABEL for s in samples],
+            dtype=torch.long,
+        )
+        encodings = self.tokenizer.encode_batch(samples)
+        ds = MREDataset(samples, encodings, labels)
+        if self.uses_explanations:
+            ds.explanations = explanations or self.explanations(samples, generate=generate_explanations)
+            if self.config.text.explanation_encoder == "shared":
+                flat = self.tokenizer.encode_explanations([t for pair in ds.explanations for t in pair])
+                ds.explanation_encodings = [(flat[2 * i], flat[2 * i + 1]) for i in range(len(samples))]
+            else:
+                ds.explanation_states = self._frozen_explanations(ds.explanations)
+        if self.uses_visual:
+            batch = self.visual.features(samples, captions=captions, images=images)
+            ds.visual = (batch.feats.float(), batch.mask.bool())
+        return ds
+
+    def _frozen_explanations(
+        self, explanations: list[tuple[str, str]]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[tuple[int, int]]]:
+        unique: dict[str, int] = {}
+        for pair in explanations:
+            for text in pair:
+                unique.setdefault(text, len(unique))
+        states, mask, pooled = self.frozen_text.encode(list(unique))
+        rows = [(unique[h], unique[t]) for h, t in explanations]
+        return states, mask, pooled, rows
+
+    # ------------------------------------------------------------------ batching
+    def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        batch: dict[str, Any] = pad_batch([it["text"] for it in items], self.tokenizer.pad_token_id)
+        labels = torch.tensor([it["label"] for it in items], dtype=torch.long)
+        if bool((labels != IGNORE_LABEL).all()):
+            batch["labels"] = labels
+        if "expl" in items[0]:
+            batch.update(pad_explanation_pairs([it["expl"] for it in items], self.tokenizer.pad_token_id))
+        if "expl_states" in items[0]:
+            mask = torch.stack([it["expl_mask"] for it in items])  # [B, 2, L]
+            width = max(int(mask.sum(-1).max()), 1)  # dynamic padding: trim to this batch's longest
+            batch["expl_states"] = torch.stack([it["expl_states"] for it in items])[:, :, :width].float()
+            batch["expl_attention_mask"] = mask[:, :, :width].long()
+            batch["expl_pooled"] = torch.stack([it["expl_pooled"] for it in items]).float()
+        if "visual_feats" in items[0]:
+            batch["visual_feats"] = torch.stack([it["visual_feats"] for it in items])
+            batch["visual_mask"] = torch.stack([it["visual_mask"] for it in items])
+        return batch
+
+    # ------------------------------------------------------------------ models
+    def build_model(self) -> Any:
+        from pgmre.model import PGMRE
+
+        visual = self.visual if self.uses_visual else None
+        return PGMRE(
+            self.config.model,
+            self.encoder_dir,
+            num_labels=len(self.vocab),
+            visual_dim=visual.dim if visual is not None else 1,
+            vocab_size=self.tokenizer.vocab_size,
+            explanation_encoder=self.config.text.explanation_encoder,
+            num_visual_slots=visual.num_slots if visual is not None else None,
+        )
+
+    def load_model(self, directory: str | Path) -> Any:
+        from pgmre.model import PGMRE
+
+        return PGMRE.from_pretrained(directory)

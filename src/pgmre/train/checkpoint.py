@@ -1,0 +1,106 @@
+"""Run-directory checkpoints: written atomically, complete enough to resume bit-for-bit."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import shutil
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+TRAINER_STATE = "trainer_state.pt"
+
+
+@dataclass
+class Progress:
+    """Where training stands: the next batch to run is ``batch_in_epoch`` of ``epoch``."""
+
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    global_step: int = 0
+    best_f1: float = -1.0
+    best_epoch: int = -1
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def atomic_directory(target: Path) -> Iterator[Path]:
+    """Yield a scratch directory that replaces ``target`` only once everything inside is written.
+
+    A crash at any point leaves either the old complete directory or the new complete one.
+    """
+    target = Path(target)
+    tmp = target.with_name(target.name + ".tmp")
+    old = target.with_name(target.name + ".old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    yield tmp
+    for path in tmp.iterdir():
+        if path.is_file():
+            with open(path, "rb") as fh:
+                os.fsync(fh.fileno())
+    if target.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+    os.replace(tmp, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_interrupted(target: Path) -> None:
+    """After a crash between the two renames, ``target.old`` is the last complete checkpoint."""
+    target = Path(target)
+    old = target.with_name(target.name + ".old")
+    if not target.exists() and old.exists():
+        os.replace(old, target)
+
+
+def rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_trainer_state(
+    directory: Path,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    progress: Progress,
+    scaler: Any = None,
+) -> None:
+    torch.save(
+        {
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "rng": rng_state(),
+            "progress": asdict(progress),
+        },
+        Path(directory) / TRAINER_STATE,
+    )
+
+
+def load_trainer_state(directory: Path) -> dict[str, Any]:
+    path = Path(directory) / TRAINER_STATE
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no trainer state to resume from")
+    # Our own file (optimizer state, RNG tuples): not loadable with weights_only.
+    return torch.load(path, map_location="cpu", weights_only=False)

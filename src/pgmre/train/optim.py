@@ -1,0 +1,54 @@
+"""AdamW with the paper's parameter groups and the linear warmup/decay schedule."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+from transformers import get_linear_schedule_with_warmup
+
+from pgmre.config import TrainConfig
+
+# Biases and normalisation weights are not decayed (the BERT recipe the paper follows).
+_NO_DECAY_MARKERS = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
+
+
+def _is_no_decay(name: str, param: nn.Parameter) -> bool:
+    return param.ndim < 2 or any(marker in name for marker in _NO_DECAY_MARKERS)
+
+
+def parameter_groups(
+    model: nn.Module, cfg: TrainConfig, encoder_prefixes: Iterable[str] = ("text_encoder.",)
+) -> list[dict]:
+    """Four groups: {encoder, head} x {decay, no decay}.
+
+    The pretrained encoder uses ``cfg.lr``; the newly initialised modules use ``cfg.head_lr`` (default: the same).
+    """
+    prefixes = tuple(encoder_prefixes)
+    head_lr = cfg.head_lr if cfg.head_lr is not None else cfg.lr
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        key = (name.startswith(prefixes), _is_no_decay(name, param))
+        groups.setdefault(key, []).append(param)
+    result = []
+    for (is_encoder, no_decay), params in sorted(groups.items()):
+        result.append(
+            {
+                "params": params,
+                "lr": cfg.lr if is_encoder else head_lr,
+                "weight_decay": 0.0 if no_decay else cfg.weight_decay,
+            }
+        )
+    return result
+
+
+def build_optimizer(
+    model: nn.Module, cfg: TrainConfig, total_steps: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    optimizer = torch.optim.AdamW(parameter_groups(model, cfg), lr=cfg.lr)
+    warmup = round(cfg.warmup_ratio * total_steps)
+    scheduler = get_linear_schedule_with_warmup(optimizer, warmup, max(total_steps, 1))
+    return optimizer, scheduler

@@ -1,0 +1,60 @@
+"""``pgmre train``: config in, run directory out."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from accelerate import Accelerator
+
+from pgmre.config import Config
+from pgmre.data.mnre import load_samples
+from pgmre.pipeline import MREPipeline
+from pgmre.train.checkpoint import Progress
+from pgmre.train.trainer import Trainer, _mixed_precision
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainSummary:
+    run_dir: Path
+    progress: Progress
+    seconds: float
+    train_samples: int
+    dev_samples: int
+
+
+def default_run_dir(config: Config) -> Path:
+    name = config.train.run_name or time.strftime("%Y%m%d-%H%M%S")
+    return Path(config.train.output_dir) / name
+
+
+def run_training(config: Config, run_dir: str | Path | None = None, resume: bool = False) -> TrainSummary:
+    """Load the data, encode it (features are cached on disk), train, and keep the best checkpoint."""
+    if not config.data.train:
+        raise ValueError("data.train is not set: nothing to train on")
+    started = time.perf_counter()
+    run_dir = Path(run_dir) if run_dir else default_run_dir(config)
+    accelerator = Accelerator(mixed_precision=_mixed_precision(config.train.mixed_precision))
+    pipeline = MREPipeline.from_config(config)
+    train_samples = load_samples(config.data.train, pipeline.vocab, strict=config.data.strict)
+    if config.data.max_train_samples:
+        train_samples = train_samples[: config.data.max_train_samples]
+    dev_samples = (
+        load_samples(config.data.dev, pipeline.vocab, strict=config.data.strict) if config.data.dev else []
+    )
+    if config.data.max_eval_samples:
+        dev_samples = dev_samples[: config.data.max_eval_samples]
+    # Rank 0 fills the explanation and feature caches first; the other ranks then only read them.
+    with accelerator.main_process_first():
+        train_set = pipeline.dataset(train_samples)
+        dev_set = pipeline.dataset(dev_samples) if dev_samples else None
+    log.info("train: %d samples, dev: %d samples, run dir: %s", len(train_samples), len(dev_samples), run_dir)
+    trainer = Trainer(config, run_dir, accelerator=accelerator)
+    progress = trainer.fit(pipeline, train_set, dev_set, resume=resume)
+    return TrainSummary(
+        run_dir, progress, time.perf_counter() - started, len(train_samples), len(dev_samples)
+    )

@@ -1,0 +1,280 @@
+"""A small, readable trainer (flair-style): one object, one ``fit()``.
+
+It runs unchanged on one CPU, one GPU, or many processes under ``torchrun``/``accelerate launch``
+(``accelerate`` handles process groups, DDP wrapping and mixed precision; only rank 0 writes).
+Determinism: the order of every epoch comes from ``seed + epoch``, and the last checkpoint carries
+optimizer, scheduler and RNG state plus the position inside the epoch, so a resumed run continues
+exactly where the interrupted one stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import signal
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader, Dataset, Subset
+from tqdm.auto import tqdm
+
+from pgmre.config import Config, dump_config
+from pgmre.evaluate.inference import move_batch, predict_dataset
+from pgmre.evaluate.metrics import score
+from pgmre.train.checkpoint import (
+    Progress,
+    atomic_directory,
+    load_trainer_state,
+    recover_interrupted,
+    save_trainer_state,
+    set_rng_state,
+)
+from pgmre.train.optim import build_optimizer
+
+log = logging.getLogger(__name__)
+
+SUMMARY_KEYS = ("accuracy", "precision", "recall", "f1", "macro_f1")
+
+
+class TrainingInterrupted(RuntimeError):
+    """Raised after SIGINT/SIGTERM once a resumable checkpoint has been written."""
+
+
+def _mixed_precision(setting: str) -> str:
+    if setting != "auto":
+        return setting
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "no"
+
+
+def epoch_order(n: int, seed: int, epoch: int, rank: int, world: int) -> list[int]:
+    """This rank's sample order for an epoch: a seeded permutation, padded so every rank gets as many."""
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    perm = torch.randperm(n, generator=gen).tolist()
+    padded = perm + perm[: (-len(perm)) % world]
+    return padded[rank::world]
+
+
+class Trainer:
+    """Trains a PG-MRE model from a :class:`~pgmre.pipeline.MREPipeline` and writes a run directory."""
+
+    def __init__(self, config: Config, run_dir: str | Path, accelerator: Accelerator | None = None) -> None:
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.accelerator = accelerator or Accelerator(
+            mixed_precision=_mixed_precision(config.train.mixed_precision)
+        )
+        self._stop_signal: int | None = None
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def is_main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self._stop_signal = signum
+        log.warning("received signal %s: saving a resumable checkpoint after this step", signum)
+
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        previous: dict[int, Any] = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError):  # not in the main thread: no handlers
+                previous[sig] = signal.signal(sig, self._on_signal)
+        return previous
+
+    def _write_metrics(self, record: dict[str, Any]) -> None:
+        if not self.is_main:
+            return
+        with open(self.run_dir / "metrics.jsonl", "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        csv_path = self.run_dir / "metrics.csv"
+        flat = {k: v for k, v in record.items() if not isinstance(v, dict | list)}
+        new = not csv_path.exists()
+        with open(csv_path, "a") as fh:
+            if new:
+                fh.write(",".join(flat) + "\n")
+            fh.write(",".join(str(v) for v in flat.values()) + "\n")
+
+    def _save(
+        self, name: str, model: torch.nn.Module, optimizer: Any, scheduler: Any, progress: Progress
+    ) -> None:
+        """Write ``best`` or ``last`` atomically; ``last`` also carries the trainer state for resuming."""
+        self.accelerator.wait_for_everyone()
+        if self.is_main:
+            unwrapped = self.accelerator.unwrap_model(model)
+            with atomic_directory(self.run_dir / name) as tmp:
+                unwrapped.save_pretrained(tmp)
+                if name == "last":
+                    save_trainer_state(tmp, optimizer, scheduler, progress)
+        self.accelerator.wait_for_everyone()
+
+    def evaluate(self, model: torch.nn.Module, dataset: Dataset, collate: Any, vocab: Any) -> dict[str, Any]:
+        unwrapped = self.accelerator.unwrap_model(model)
+        preds = predict_dataset(
+            unwrapped,
+            dataset,
+            collate,
+            batch_size=self.config.train.eval_batch_size,
+            progress=self.is_main,
+            desc="dev",
+        )
+        gold = [vocab.decode(int(x)) for x in dataset.labels]  # type: ignore[attr-defined]
+        predicted = [vocab.decode(int(x)) for x in preds.labels]
+        return score(gold, predicted, vocab)
+
+    # ------------------------------------------------------------------ main loop
+    def fit(
+        self, pipeline: Any, train_set: Dataset, dev_set: Dataset | None, resume: bool = False
+    ) -> Progress:
+        cfg, acc = self.config, self.accelerator
+        set_seed(cfg.seed)
+        if self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.yaml").write_text(dump_config(cfg))
+            pipeline.save(self.run_dir)
+        recover_interrupted(self.run_dir / "last")
+
+        last = self.run_dir / "last"
+        resuming = resume and last.exists()
+        if resume and not resuming:
+            log.warning("%s has no checkpoint yet: starting from scratch", self.run_dir)
+        model = pipeline.load_model(last) if resuming else pipeline.build_model()
+        batches_per_epoch = math.ceil(math.ceil(len(train_set) / acc.num_processes) / cfg.train.batch_size)  # type: ignore[arg-type]
+        steps_per_epoch = math.ceil(batches_per_epoch / cfg.train.grad_accum)
+        total_steps = steps_per_epoch * cfg.train.epochs
+        if cfg.train.max_steps is not None:
+            total_steps = min(total_steps, cfg.train.max_steps)
+        optimizer, scheduler = build_optimizer(model, cfg.train, total_steps)
+
+        progress = Progress()
+        if resuming:
+            state = load_trainer_state(last)
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            progress = Progress(**state["progress"])
+            set_rng_state(state["rng"])
+            log.info(
+                "resuming at epoch %d, batch %d (step %d)",
+                progress.epoch,
+                progress.batch_in_epoch,
+                progress.global_step,
+            )
+
+        model, optimizer = acc.prepare(model, optimizer)
+        previous_handlers = self._install_signal_handlers()
+        try:
+            self._loop(model, optimizer, scheduler, progress, pipeline, train_set, dev_set, total_steps)
+        finally:
+            for sig, handler in previous_handlers.items():
+                signal.signal(sig, handler)
+        return progress
+
+    def _loop(
+        self,
+        model: torch.nn.Module,
+        optimizer: Any,
+        scheduler: Any,
+        progress: Progress,
+        pipeline: Any,
+        train_set: Dataset,
+        dev_set: Dataset | None,
+        total_steps: int,
+    ) -> None:
+        cfg, acc = self.config, self.accelerator
+        accum = cfg.train.grad_accum
+        ckpt_every = cfg.train.checkpoint_every_steps
+        while progress.epoch < cfg.train.epochs and progress.global_step < total_steps:
+            epoch = progress.epoch
+            order = epoch_order(len(train_set), cfg.seed, epoch, acc.process_index, acc.num_processes)  # type: ignore[arg-type]
+            skip = progress.batch_in_epoch * cfg.train.batch_size
+            loader = DataLoader(
+                Subset(train_set, order[skip:]),
+                batch_size=cfg.train.batch_size,
+                shuffle=False,
+                collate_fn=pipeline.collate,
+                num_workers=cfg.train.num_workers,
+            )
+            n_batches = math.ceil(len(order) / cfg.train.batch_size)
+            model.train()
+            started = time.perf_counter()
+            running, seen = 0.0, 0
+            bar = tqdm(
+                loader,
+                total=n_batches,
+                initial=progress.batch_in_epoch,
+                desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
+                disable=not self.is_main,
+                dynamic_ncols=True,
+            )
+            for batch in bar:
+                batch_idx = progress.batch_in_epoch
+                is_step = (batch_idx + 1) % accum == 0 or batch_idx + 1 == n_batches
+                batch = move_batch(batch, acc.device)
+                ctx = acc.no_sync(model) if not is_step else contextlib.nullcontext()
+                with ctx, acc.autocast():
+                    out = model(batch)
+                    loss = out.loss / accum
+                acc.backward(loss)
+                running += float(out.loss.detach())
+                seen += 1
+                progress.batch_in_epoch += 1
+                if is_step:
+                    if cfg.train.grad_clip is not None:
+                        acc.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    progress.global_step += 1
+                    bar.set_postfix(loss=f"{running / seen:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+                    if ckpt_every and progress.global_step % ckpt_every == 0:
+                        self._save("last", model, optimizer, scheduler, progress)
+                    if self._stop_signal is not None:
+                        self._save("last", model, optimizer, scheduler, progress)
+                        bar.close()
+                        raise TrainingInterrupted(
+                            f"stopped by signal {self._stop_signal}; resume with --resume {self.run_dir}"
+                        )
+                    if progress.global_step >= total_steps:
+                        break
+            bar.close()
+            record: dict[str, Any] = {
+                "epoch": epoch + 1,
+                "step": progress.global_step,
+                "train_loss": round(running / max(seen, 1), 6),
+                "epoch_seconds": round(time.perf_counter() - started, 2),
+            }
+            stats = getattr(acc.unwrap_model(model), "prototype_stats", None)
+            if callable(stats):
+                record["prototypes"] = stats()
+            progress.epoch += 1
+            progress.batch_in_epoch = 0
+            improved = True
+            if dev_set is not None and len(dev_set) > 0:  # type: ignore[arg-type]
+                if self.is_main:
+                    dev = self.evaluate(model, dev_set, pipeline.collate, pipeline.vocab)
+                    record.update({f"dev_{k}": dev[k] for k in SUMMARY_KEYS})
+                    improved = dev["f1"] > progress.best_f1
+                acc.wait_for_everyone()
+                improved = bool(acc.gather(torch.tensor([improved], device=acc.device))[0].item())
+            if improved:
+                progress.best_f1 = float(record.get("dev_f1", progress.best_f1))
+                progress.best_epoch = epoch + 1
+            progress.history.append({k: v for k, v in record.items() if k != "prototypes"})
+            self._write_metrics(record)
+            if improved:
+                self._save("best", model, optimizer, scheduler, progress)
+            self._save("last", model, optimizer, scheduler, progress)
+            if self.is_main:
+                log.info("epoch %d: %s", epoch + 1, {k: v for k, v in record.items() if k != "prototypes"})
+            if self._stop_signal is not None:
+                raise TrainingInterrupted(
+                    f"stopped by signal {self._stop_signal}; resume with --resume {self.run_dir}"
+                )

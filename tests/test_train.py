@@ -1,0 +1,181 @@
+"""End-to-end training: a tiny run trains, checkpoints, evaluates and resumes exactly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from tiny import make_tiny_bert
+from typer.testing import CliRunner
+
+from pgmre.cli import app
+from pgmre.config import ConfigError, config_from_dict, load_config
+from pgmre.data.synthetic import SyntheticDataset
+from pgmre.train.run import run_training
+from pgmre.train.trainer import epoch_order
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
+
+
+def tiny_config(ds: SyntheticDataset, encoder: Path, tmp: Path, **sections: dict) -> dict:
+    raw: dict = {
+        "seed": 7,
+        "data": {"train": str(ds.train), "dev": str(ds.dev)},
+        "text": {"encoder": str(encoder), "max_length": 64},
+        "visual": {
+            "source": "caption",
+            "num_objects": 1,
+            "captions": {"image": str(ds.captions_a), "objects": [str(ds.captions_b)]},
+            "feature_cache": str(tmp / "features"),
+        },
+        "model": {
+            "use_explanations": False,
+            "use_apm": False,
+            "use_rpm": True,
+            "num_heads": 2,
+            "num_rel_prototypes": 4,
+            "dropout": 0.0,
+        },
+        "train": {"epochs": 3, "batch_size": 8, "lr": 5e-4, "output_dir": str(tmp / "runs")},
+    }
+    for section, values in sections.items():
+        raw.setdefault(section, {}).update(values)
+    return raw
+
+
+def test_config_errors_name_the_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"train\.epochs"):
+        config_from_dict({"train": {"epochs": "many"}})
+    with pytest.raises(ConfigError, match=r"model\.no_such_switch"):
+        config_from_dict({"model": {"no_such_switch": True}})
+    with pytest.raises(ConfigError, match="key.path=value"):
+        config_from_dict({}, overrides=["train.epochs"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    assert (
+        config_from_dict(
+            {}, overrides=["train.epochs=3", "visual.source=none", "model.use_rpm=false"]
+        ).train.epochs
+        == 3
+    )
+
+
+def test_epoch_order_is_seeded_and_shards_evenly() -> None:
+    a = epoch_order(10, seed=1, epoch=0, rank=0, world=1)
+    assert sorted(a) == list(range(10))
+    assert a == epoch_order(10, seed=1, epoch=0, rank=0, world=1)
+    assert a != epoch_order(10, seed=1, epoch=1, rank=0, world=1)
+    r0, r1 = (epoch_order(9, seed=1, epoch=0, rank=r, world=2) for r in (0, 1))
+    assert len(r0) == len(r1) == 5 and set(r0) | set(r1) == set(range(9))
+
+
+def test_train_then_evaluate(synthetic_dataset: SyntheticDataset, tiny_bert: Path, tmp_path: Path) -> None:
+    config = config_from_dict(tiny_config(synthetic_dataset, tiny_bert, tmp_path))
+    summary = run_training(config, tmp_path / "run")
+    run = summary.run_dir
+    for name in (
+        "config.yaml",
+        "rel2id.json",
+        "metrics.jsonl",
+        "metrics.csv",
+        "best/model.safetensors",
+        "last/model.safetensors",
+        "last/trainer_state.pt",
+        "tokenizer/tokenizer.json",
+    ):
+        assert (run / name).exists(), name
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"]
+    assert summary.progress.best_f1 == max(r["dev_f1"] for r in rows)
+
+    result = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            "--run",
+            str(run),
+            "--data",
+            str(synthetic_dataset.test),
+            "--train",
+            str(synthetic_dataset.train),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    out = run / "eval-test"
+    report = json.loads((out / "report.json").read_text())
+    assert report["n"] == 16 and set(report["subsets"]) >= {"unseen", "untokenizable"}
+    preds = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
+    assert len(preds) == 16
+    assert all(len(p["top"]) == 3 and p["relation_prototype"] is not None for p in preds)
+    top = [t["probability"] for t in preds[0]["top"]]
+    assert top == sorted(top, reverse=True) and sum(top) <= 1 + 1e-6
+    for png in ("training_curves.png", "confusion.png", "prototypes.png", "projection.png", "report.md"):
+        assert (out / png).stat().st_size > 0, png
+
+
+def _train_cmd(config_path: Path, run_dir: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "pgmre.cli",
+        "train",
+        "--config",
+        str(config_path),
+        "--run-dir",
+        str(run_dir),
+        *extra,
+    ]
+
+
+def test_resume_after_sigkill_matches_uninterrupted(
+    synthetic_dataset: SyntheticDataset, tiny_bert: Path, tmp_path: Path
+) -> None:
+    raw = tiny_config(
+        synthetic_dataset, tiny_bert, tmp_path, train={"epochs": 4, "checkpoint_every_steps": 1}
+    )
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(raw))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    straight = tmp_path / "straight"
+    subprocess.run(_train_cmd(config_path, straight), check=True, env=env, capture_output=True)
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(
+        _train_cmd(config_path, killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.time() + 120
+    state = killed / "metrics.jsonl"
+    while time.time() < deadline and not state.exists():  # kill during epoch 2, after a checkpoint
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    interrupted_rows = len((killed / "metrics.jsonl").read_text().splitlines())
+    assert interrupted_rows < 4, "the run finished before it was killed: nothing was resumed"
+    assert (killed / "last" / "trainer_state.pt").exists() or (killed / "last.old").exists()
+    subprocess.run(
+        [sys.executable, "-m", "pgmre.cli", "train", "--resume", str(killed)],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
+
+    def final(run: Path) -> list[dict]:
+        rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+        return [{k: v for k, v in r.items() if k.startswith("dev_")} for r in rows][-1:]
+
+    assert final(killed) == final(straight)
