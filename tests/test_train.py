@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tiny import make_tiny_bert
 from typer.testing import CliRunner
 
 from pgmre.cli import app
@@ -20,6 +19,8 @@ from pgmre.config import ConfigError, config_from_dict, load_config
 from pgmre.data.synthetic import SyntheticDataset
 from pgmre.train.run import run_training
 from pgmre.train.trainer import epoch_order
+
+from tiny import make_tiny_bert
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,7 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
         config_from_dict({"train": {"epochs": "many"}})
     with pytest.raises(ConfigError, match=r"model\.no_such_switch"):
         config_from_dict({"model": {"no_such_switch": True}})
-    with pytest.raises(ConfigError, match="key.path=value"):
+    with pytest.raises(ConfigError, match=r"key\.path=value"):
         config_from_dict({}, overrides=["train.epochs"])
     bad = tmp_path / "bad.yaml"
     bad.write_text("train: [1, 2\n")
