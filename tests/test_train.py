@@ -180,3 +180,36 @@ def test_resume_after_sigkill_matches_uninterrupted(
         return [{k: v for k, v in r.items() if k.startswith("dev_")} for r in rows][-1:]
 
     assert final(killed) == final(straight)
+
+
+def test_two_process_gloo_training_writes_once(
+    synthetic_dataset: SyntheticDataset, tiny_bert: Path, tmp_path: Path
+) -> None:
+    raw = tiny_config(synthetic_dataset, tiny_bert, tmp_path, train={"epochs": 2})
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(raw))
+    run = tmp_path / "ddp"
+    torchrun = Path(sys.executable).with_name("torchrun")
+    cmd = [
+        str(torchrun),
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29731",
+        "-m",
+        "pgmre.cli",
+        "train",
+        "--config",
+        str(config_path),
+        "--run-dir",
+        str(run),
+    ]
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]  # rank 0 alone wrote the metrics
+    # 48 samples over 2 processes at batch 8: 3 optimizer steps per epoch (each step sees 16 samples)
+    assert rows[-1]["step"] == 6
+    assert (run / "best" / "model.safetensors").exists() and not list(run.glob("*.tmp"))

@@ -7,13 +7,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from accelerate import Accelerator
-
 from pgmre.config import Config
 from pgmre.data.mnre import load_samples
 from pgmre.pipeline import MREPipeline
 from pgmre.train.checkpoint import Progress
-from pgmre.train.trainer import Trainer, _mixed_precision
+from pgmre.train.trainer import Trainer, make_accelerator
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +36,7 @@ def run_training(config: Config, run_dir: str | Path | None = None, resume: bool
         raise ValueError("data.train is not set: nothing to train on")
     started = time.perf_counter()
     run_dir = Path(run_dir) if run_dir else default_run_dir(config)
-    accelerator = Accelerator(mixed_precision=_mixed_precision(config.train.mixed_precision))
+    accelerator = make_accelerator(config)
     pipeline = MREPipeline.from_config(config)
     train_samples = load_samples(config.data.train, pipeline.vocab, strict=config.data.strict)
     if config.data.max_train_samples:

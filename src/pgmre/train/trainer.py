@@ -55,6 +55,13 @@ def _mixed_precision(setting: str) -> str:
     return "no"
 
 
+def make_accelerator(config: Config) -> Accelerator:
+    """On CPU, ``cpu=True`` is what makes accelerate pick up a torchrun/gloo process group (MULTI_CPU)."""
+    return Accelerator(
+        mixed_precision=_mixed_precision(config.train.mixed_precision), cpu=not torch.cuda.is_available()
+    )
+
+
 def epoch_order(n: int, seed: int, epoch: int, rank: int, world: int) -> list[int]:
     """This rank's sample order for an epoch: a seeded permutation, padded so every rank gets as many."""
     gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
@@ -263,7 +270,7 @@ class Trainer:
                     record.update({f"dev_{k}": dev[k] for k in SUMMARY_KEYS})
                     improved = dev["f1"] > progress.best_f1
                 acc.wait_for_everyone()
-                improved = bool(acc.gather(torch.tensor([improved], device=acc.device))[0].item())
+                improved = bool(acc.gather(torch.tensor([int(improved)], device=acc.device))[0].item())
             if improved:
                 progress.best_f1 = float(record.get("dev_f1", progress.best_f1))
                 progress.best_epoch = epoch + 1
