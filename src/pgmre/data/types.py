@@ -40,7 +40,11 @@ class Sample:
 
     def to_dict(self) -> dict[str, Any]:
         """The MNRE record shape (``token``, ``h``, ``t``, ``img_id``, ``relation``)."""
-        record: dict[str, Any] = {"token": list(self.tokens), "h": self.head.to_dict(), "t": self.tail.to_dict()}
+        record: dict[str, Any] = {
+            "token": list(self.tokens),
+            "h": self.head.to_dict(),
+            "t": self.tail.to_dict(),
+        }
         if self.img_id is not None:
             record["img_id"] = self.img_id
         if self.relation is not None:

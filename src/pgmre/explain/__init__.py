@@ -1,1 +1,110 @@
-"""pgmre.explain"""
+"""Entity explanations (PG-MRE's first step): prompts, backends (openai, local, wikipedia), SQLite cache.
+
+``explanations_for(samples, cfg)`` is what training and serving call: the (head, tail) explanation of
+every sample, from the cache, generating what is missing with the configured backend chain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from pgmre.explain.backends import Backend, BackendUnavailable, build_backends, parse_chain
+from pgmre.explain.cache import CacheError, ExplanationCache
+from pgmre.explain.prompts import TEMPLATES, PromptTemplate, get_template
+from pgmre.explain.runner import Explainer, Failure, RunReport, import_artifact_once
+from pgmre.explain.types import ExplanationRequest, ExplanationResult, sentence_sha1
+
+if TYPE_CHECKING:
+    from pgmre.config import ExplainConfig
+    from pgmre.data.types import Sample
+
+
+class ExplanationsMissing(RuntimeError):
+    """Some samples have no explanation (not cached, failed, or no backend of the chain had one)."""
+
+
+def requests_for(samples: Sequence[Sample]) -> list[ExplanationRequest]:
+    """Two requests per sample (head, tail), each showing the other entity as partner.
+
+    Only names and the post's text are used: never the relation label (MNRE's entity types are part of it).
+    """
+    requests = []
+    for sample in samples:
+        text = sample.text
+        requests.append(ExplanationRequest(sample.head.name, text, sample.tail.name))
+        requests.append(ExplanationRequest(sample.tail.name, text, sample.head.name))
+    return requests
+
+
+def _where(sample: Sample) -> str:
+    return f"{sample.source[0]}:{sample.source[1]}" if sample.source else "(no source)"
+
+
+def explanations_for(
+    samples: Sequence[Sample],
+    cfg: ExplainConfig,
+    generate: bool = True,
+    progress: bool = False,
+    backends: list[Backend] | None = None,
+) -> list[tuple[str, str]]:
+    """(head, tail) explanation of every sample, in order.
+
+    Imports ``cfg.artifact`` into the cache on first use. With ``generate=False`` nothing is generated
+    and anything missing raises ``ExplanationsMissing`` saying how many and which. ``backends``: a
+    long-lived chain (a server's: models stay loaded between calls), used and left open; by default the
+    chain is built from ``cfg`` and closed here.
+    """
+    with ExplanationCache(cfg.cache) as cache:
+        if cfg.artifact:
+            import_artifact_once(cache, cfg.artifact)
+        explainer = Explainer(cfg, cache, backends)
+        try:
+            requests = requests_for(samples)
+            report = explainer.run(requests, generate=generate, progress=progress)
+        finally:
+            if backends is None:
+                explainer.close()
+    normalise = explainer.template.normalise
+    explained = report.explained
+    absent = [(i, r) for i, r in enumerate(requests) if normalise(r) not in explained]
+    if absent:
+        unique = {normalise(r) for _, r in absent}
+        first = "\n".join(
+            f"  {_where(samples[i // 2])}: {'tail' if i % 2 else 'head'} {r.entity!r}" for i, r in absent[:10]
+        )
+        why = (
+            f"{len(report.failed)} failed (retried on the next run), {len(report.missing)} had no explanation"
+            if generate
+            else "generation is off; run `pgmre explain run --data ...` or set explain.artifact"
+        )
+        raise ExplanationsMissing(
+            f"{len(unique)} of {report.total} unique explanations ({len(absent)} of {len(requests)} entity "
+            f"mentions) are missing from {cfg.cache} for backend chain {cfg.backend!r}, template "
+            f"{cfg.template}: {why}. First ones:\n{first}"
+        )
+    pairs = [explained[normalise(r)][0] for r in requests]
+    return list(zip(pairs[0::2], pairs[1::2], strict=True))
+
+
+__all__ = [
+    "TEMPLATES",
+    "Backend",
+    "BackendUnavailable",
+    "CacheError",
+    "Explainer",
+    "ExplanationCache",
+    "ExplanationRequest",
+    "ExplanationResult",
+    "ExplanationsMissing",
+    "Failure",
+    "PromptTemplate",
+    "RunReport",
+    "build_backends",
+    "explanations_for",
+    "get_template",
+    "import_artifact_once",
+    "parse_chain",
+    "requests_for",
+    "sentence_sha1",
+]

@@ -1,0 +1,131 @@
+"""MNRE train -> val quality of PG-MRE and its baselines on this machine (issue 7, Tables 1-3 and Fig. 4).
+
+Every experiment is ``configs/cpu.yaml`` plus overrides, trained with the same seed and epochs, then
+evaluated on val (best checkpoint on dev micro-F1) with the unseen/untokenizable subsets. Runs are
+resumable: a finished run is skipped, an interrupted one continues from its last checkpoint. Results
+(metrics, durations, hardware) go to ``benchmarks/results/mnre_quality.json``.
+
+    python benchmarks/mnre_quality.py --group ablation --epochs 3
+    python benchmarks/mnre_quality.py --only full text-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "mnre_quality.json"
+CAPTIONS = "../shared/data/mnre/captions/{}_{{split}}.json"
+
+# name -> (group, variant, overrides)
+EXPERIMENTS: dict[str, tuple[str, str, list[str]]] = {
+    "text-only": ("ablation", "text-only", ["visual.source=none"]),
+    "base": ("ablation", "base", []),
+    "ent": ("ablation", "ent", []),
+    "ent-apm": ("ablation", "ent-apm", []),
+    "ent-rpm": ("ablation", "ent-rpm", []),
+    "full": ("ablation", "full", []),
+    "full-k8": ("prototypes", "full", ["model.num_attr_prototypes=8", "model.num_rel_prototypes=8"]),
+    "full-k46": ("prototypes", "full", ["model.num_attr_prototypes=46", "model.num_rel_prototypes=46"]),
+    **{
+        f"full-{source}": (
+            "visual",
+            "full",
+            [f"visual.captions.image={CAPTIONS.format(source)}", "visual.captions.objects=[]", "visual.num_objects=0"],
+        )
+        for source in ("cogvlm", "minicpm", "blip")
+    },
+    "full-novisual": ("visual", "full", ["visual.source=none", "model.use_visual=false", "model.use_rpm=false"]),
+}
+
+
+def _run(cmd: list[str], log: Path) -> float:
+    started = time.perf_counter()
+    with open(log, "a") as fh:
+        fh.write(f"$ {' '.join(cmd)}\n")
+        fh.flush()
+        subprocess.run(cmd, check=True, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT)
+    return time.perf_counter() - started
+
+
+def _finished(run: Path, epochs: int) -> bool:
+    metrics = run / "metrics.jsonl"
+    if not metrics.exists():
+        return False
+    rows = [json.loads(x) for x in metrics.read_text().splitlines() if x.strip()]
+    return bool(rows) and rows[-1]["epoch"] >= epochs
+
+
+def run_experiment(name: str, epochs: int, out: Path, extra: list[str]) -> dict:
+    group, variant, overrides = EXPERIMENTS[name]
+    run = out / name
+    log = out / f"{name}.log"
+    out.mkdir(parents=True, exist_ok=True)
+    pgmre = [sys.executable, "-m", "pgmre.cli"]
+    train_seconds = 0.0
+    if not _finished(run, epochs):
+        if (run / "last").exists():
+            cmd = [*pgmre, "train", "--resume", str(run)]
+        else:
+            cmd = [*pgmre, "train", "--config", "configs/cpu.yaml", "--variant", variant, "--run-dir", str(run),
+                   f"train.epochs={epochs}", *overrides, *extra]
+        train_seconds = _run(cmd, log)
+    eval_dir = run / "eval-val"
+    eval_seconds = _run(
+        [*pgmre, "evaluate", "--run", str(run), "--data", "../shared/data/mnre/mnre_val.txt",
+         "--train", "../shared/data/mnre/mnre_train.txt", "--out", str(eval_dir)],
+        log,
+    )
+    report = json.loads((eval_dir / "report.json").read_text())
+    history = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    return {
+        "name": name,
+        "group": group,
+        "variant": variant,
+        "overrides": overrides + extra,
+        "epochs": epochs,
+        "best_epoch": max(history, key=lambda r: r.get("dev_f1", -1))["epoch"],
+        "val": {k: report[k] for k in ("n", "accuracy", "precision", "recall", "f1", "macro_f1")},
+        "subsets": {k: {m: v[m] for m in ("n", "accuracy", "precision", "recall", "f1")}
+                    for k, v in report.get("subsets", {}).items()},
+        "epoch_seconds": [r["epoch_seconds"] for r in history],
+        "train_wall_seconds_this_invocation": round(train_seconds, 1),
+        "eval_wall_seconds": round(eval_seconds, 1),
+        "run_dir": str(run),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--group", choices=["ablation", "prototypes", "visual", "all"], default="all")
+    parser.add_argument("--only", nargs="*", help="experiment names (default: the whole group)")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench")
+    parser.add_argument("overrides", nargs="*", help="extra key=value overrides for every experiment")
+    args = parser.parse_args()
+    names = args.only or [n for n, (g, _, _) in EXPERIMENTS.items() if args.group in ("all", g)]
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"experiments": {}}
+    for name in names:
+        print(f"== {name}", flush=True)
+        results["experiments"][name] = run_experiment(name, args.epochs, args.out, args.overrides)
+        results["hardware"] = {
+            "machine": platform.machine(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "torch_threads": __import__("torch").get_num_threads(),
+        }
+        results["updated"] = time.strftime("%Y-%m-%d %H:%M:%S")
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(results, indent=1))
+        print(json.dumps(results["experiments"][name]["val"]), flush=True)
+
+
+if __name__ == "__main__":
+    main()

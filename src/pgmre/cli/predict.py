@@ -1,0 +1,111 @@
+"""``pgmre predict`` (a file of posts -> predictions JSONL) and ``pgmre serve`` (the HTTP service)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn
+
+import typer
+
+if TYPE_CHECKING:
+    from pgmre.serve.predictor import Predictor
+
+RunOption = Annotated[Path, typer.Option("--run", help="run directory written by `pgmre train`")]
+CheckpointOption = Annotated[str, typer.Option("--checkpoint", help="best or last")]
+DeviceOption = Annotated[
+    str | None, typer.Option("--device", help="torch device of the model (default: cuda if available)")
+]
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _load(run: Path, checkpoint: str, device: str | None) -> Predictor:
+    from pgmre.config import ConfigError
+    from pgmre.serve.predictor import Predictor
+
+    try:
+        return Predictor.from_pretrained(run, checkpoint, device)
+    except (FileNotFoundError, ConfigError, ValueError) as err:
+        _fail(str(err))
+
+
+def predict(
+    run: RunOption,
+    input_file: Annotated[
+        Path,
+        typer.Option("--input", help="MNRE-format file, or JSONL of {text, head, tail, image?, caption?}"),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="predictions JSONL (one record per good input line)")],
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="posts per model batch")] = 32,
+    top_k: Annotated[int, typer.Option("--top-k", min=1, help="relations listed per post")] = 3,
+    checkpoint: CheckpointOption = "best",
+    device: DeviceOption = None,
+) -> None:
+    """Predict relations for every line of a file; bad lines are reported (file:line: why) and skipped.
+
+    Exit status: 0 when at least one line was predicted (skipped lines are listed on stderr and counted
+    in the summary), 2 when none could be, or the run or the file cannot be read.
+    """
+    from tqdm.auto import tqdm
+
+    from pgmre.data.mnre import DataError
+    from pgmre.serve.files import predict_file
+
+    predictor = _load(run, checkpoint, device)
+    try:
+        summary = predict_file(
+            predictor,
+            input_file,
+            out,
+            batch_size=batch_size,
+            top_k=top_k,
+            progress=sys.stderr.isatty(),
+            on_error=lambda message: tqdm.write(message, file=sys.stderr),
+        )
+    except DataError as err:
+        _fail(str(err))
+    typer.echo(json.dumps(summary.to_dict()))
+    if summary.predicted == 0:
+        _fail(f"{input_file}: no line could be predicted ({summary.skipped} skipped)")
+
+
+def serve(
+    run: RunOption,
+    host: Annotated[
+        str, typer.Option("--host", help="interface to listen on (127.0.0.1: this machine only)")
+    ] = ("127.0.0.1"),
+    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8000,
+    checkpoint: CheckpointOption = "best",
+    device: DeviceOption = None,
+    max_body_bytes: Annotated[int, typer.Option(help="largest request body")] = 10 << 20,
+    max_image_bytes: Annotated[int, typer.Option(help="largest image file")] = 8 << 20,
+    max_image_pixels: Annotated[int, typer.Option(help="largest image, width x height")] = 25_000_000,
+    max_text_chars: Annotated[int, typer.Option(help="longest text, caption or explanation")] = 2000,
+) -> None:
+    """Serve the model over HTTP: POST /predict, GET /health, GET /labels, and a web page at /."""
+    import uvicorn
+    from pydantic import ValidationError
+
+    from pgmre.serve.app import ServeLimits, create_app
+
+    try:
+        limits = ServeLimits(
+            max_body_bytes=max_body_bytes,
+            max_image_bytes=max_image_bytes,
+            max_image_pixels=max_image_pixels,
+            max_text_chars=max_text_chars,
+        )
+    except ValidationError as err:
+        _fail(str(err))
+    app = create_app(_load(run, checkpoint, device), limits)
+    uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("predict")(predict)
+    app.command("serve")(serve)

@@ -1,0 +1,312 @@
+"""SQLite cache of explanations: one row per (backend, model, template, entity, sentence, partner,
+settings), WAL mode, committed in small batches so that a killed run loses nothing that finished.
+
+Sentences are stored only as SHA-1 hashes; export/import to JSONL(.gz) carries the same fields, so a
+precomputed artifact can be shared without the posts' text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import io
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from pgmre.explain.types import ExplanationRequest, ExplanationResult
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS explanations (
+    key TEXT PRIMARY KEY,
+    backend TEXT NOT NULL, model TEXT NOT NULL, template TEXT NOT NULL, settings TEXT NOT NULL,
+    entity TEXT NOT NULL, sentence_sha1 TEXT NOT NULL, partner TEXT,
+    explanation TEXT NOT NULL, latency_s REAL, tokens INTEGER, created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS failures (
+    key TEXT PRIMARY KEY,
+    backend TEXT NOT NULL, model TEXT NOT NULL, template TEXT NOT NULL, settings TEXT NOT NULL,
+    entity TEXT NOT NULL, sentence_sha1 TEXT NOT NULL, partner TEXT,
+    error TEXT NOT NULL, attempts INTEGER NOT NULL, updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+EXPORT_FIELDS = (
+    "entity",
+    "sentence_sha1",
+    "partner",
+    "explanation",
+    "backend",
+    "model",
+    "template",
+    "settings",
+    "tokens",
+)
+REQUIRED_FIELDS = ("entity", "sentence_sha1", "explanation", "backend", "model", "template", "settings")
+
+
+class CacheError(ValueError):
+    """An unreadable cache or a bad import file (names file, line and field)."""
+
+
+@dataclass(frozen=True)
+class Producer:
+    """What made an explanation: everything of the key except the request itself."""
+
+    backend: str
+    model: str
+    template: str
+    settings: dict[str, Any]
+
+    @property
+    def settings_json(self) -> str:
+        return json.dumps(self.settings, sort_keys=True, separators=(",", ":"))
+
+
+def cache_key(producer: Producer, entity: str, sentence_sha1: str, partner: str | None) -> str:
+    payload = json.dumps(
+        [
+            producer.backend,
+            producer.model,
+            producer.template,
+            producer.settings_json,
+            entity,
+            sentence_sha1,
+            partner,
+        ],
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def request_key(producer: Producer, request: ExplanationRequest) -> str:
+    return cache_key(producer, request.entity, request.sentence_sha1, request.partner)
+
+
+@dataclass(frozen=True)
+class CachedExplanation:
+    key: str
+    backend: str
+    model: str
+    template: str
+    explanation: str
+    latency_s: float | None
+    tokens: int | None
+
+
+class ExplanationCache:
+    """One SQLite file; safe to share between processes (WAL, busy timeout)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as err:
+            raise CacheError(f"{self.path}: not a usable explanation cache: {err}") from err
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> ExplanationCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # -- lookups -----------------------------------------------------------------------------------
+    def get_many(self, keys: Iterable[str]) -> dict[str, CachedExplanation]:
+        found: dict[str, CachedExplanation] = {}
+        keys = list(dict.fromkeys(keys))
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            rows = self.db.execute(
+                "SELECT key, backend, model, template, explanation, latency_s, tokens FROM explanations "
+                f"WHERE key IN ({','.join('?' * len(chunk))})",
+                chunk,
+            )
+            for row in rows:
+                found[row[0]] = CachedExplanation(*row)
+        return found
+
+    def failures(self, limit: int | None = None) -> list[dict[str, Any]]:
+        query = "SELECT backend, model, template, entity, sentence_sha1, error, attempts FROM failures ORDER BY updated"
+        rows = self.db.execute(query + (f" LIMIT {int(limit)}" if limit else ""))
+        names = ("backend", "model", "template", "entity", "sentence_sha1", "error", "attempts")
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def count(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM explanations").fetchone()[0])
+
+    # -- writes ------------------------------------------------------------------------------------
+    def record(self, producer: Producer, results: list[ExplanationResult]) -> None:
+        """Store one batch of results in one transaction: explanations replace earlier failures,
+        failures count their attempts; misses are not stored (the next backend is asked)."""
+        now = time.time()
+        common = (producer.backend, producer.model, producer.template, producer.settings_json)
+        with self.transaction() as db:
+            for result in results:
+                req = result.request
+                key = request_key(producer, req)
+                ident = (*common, req.entity, req.sentence_sha1, req.partner)
+                if result.text is not None:
+                    db.execute(
+                        "INSERT OR REPLACE INTO explanations VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                        (key, *ident, result.text, result.latency_s, result.tokens, now),
+                    )
+                    db.execute("DELETE FROM failures WHERE key = ?", (key,))
+                elif result.error is not None:
+                    db.execute(
+                        "INSERT INTO failures VALUES (?,?,?,?,?,?,?,?,?,1,?) ON CONFLICT(key) DO UPDATE SET "
+                        "error = excluded.error, attempts = attempts + 1, updated = excluded.updated",
+                        (key, *ident, result.error, now),
+                    )
+
+    def get_meta(self, name: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, name: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
+
+    # -- reporting ---------------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        groups = self.db.execute(
+            "SELECT backend, model, template, COUNT(*), AVG(latency_s), AVG(tokens), AVG(LENGTH(explanation)) "
+            "FROM explanations GROUP BY backend, model, template ORDER BY backend, model, template"
+        ).fetchall()
+        failures = self.db.execute(
+            "SELECT backend, model, template, COUNT(*), SUM(attempts) FROM failures GROUP BY backend, model, template"
+        ).fetchall()
+        return {
+            "path": str(self.path),
+            "rows": self.count(),
+            "groups": [
+                {
+                    "backend": b,
+                    "model": m,
+                    "template": t,
+                    "rows": n,
+                    "mean_latency_s": lat,
+                    "mean_tokens": tok,
+                    "mean_chars": ch,
+                }
+                for b, m, t, n, lat, tok, ch in groups
+            ],
+            "failures": [
+                {"backend": b, "model": m, "template": t, "items": n, "attempts": a}
+                for b, m, t, n, a in failures
+            ],
+        }
+
+    # -- export / import ---------------------------------------------------------------------------
+    def export_jsonl(self, path: str | Path) -> int:
+        """Write every explanation (sorted, gzip without a timestamp when ``path`` ends in .gz, so the
+        same cache gives the same bytes); returns the number of rows."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rows = self.db.execute(
+            f"SELECT {', '.join(EXPORT_FIELDS)} FROM explanations "
+            "ORDER BY entity, sentence_sha1, backend, model, template, settings, partner"
+        )
+        tmp = path.with_name(path.name + ".tmp")
+        n = 0
+        with _open_write(tmp, compress=path.suffix == ".gz") as out:
+            for row in rows:
+                record = dict(zip(EXPORT_FIELDS, row, strict=True))
+                record["settings"] = json.loads(record["settings"])
+                if record["partner"] is None:
+                    del record["partner"]
+                out.write(json.dumps(record, ensure_ascii=False, sort_keys=False) + "\n")
+                n += 1
+        tmp.replace(path)
+        return n
+
+    def import_jsonl(self, path: str | Path) -> tuple[int, int]:
+        """Add the rows of an export (validated first: a bad line stops the import and names file, line
+        and field; nothing is written then). Existing rows are kept. Returns (read, added)."""
+        path = Path(path)
+        records = list(_read_export(path))
+        before = self.count()
+        now = time.time()
+        with self.transaction() as db:
+            for rec in records:
+                producer = Producer(rec["backend"], rec["model"], rec["template"], rec["settings"])
+                key = cache_key(producer, rec["entity"], rec["sentence_sha1"], rec.get("partner"))
+                db.execute(
+                    "INSERT OR IGNORE INTO explanations VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        key, producer.backend, producer.model, producer.template, producer.settings_json,
+                        rec["entity"], rec["sentence_sha1"], rec.get("partner"), rec["explanation"],
+                        None, rec.get("tokens"), now,
+                    ),
+                )  # fmt: skip
+        return len(records), self.count() - before
+
+
+@contextlib.contextmanager
+def _open_write(path: Path, compress: bool) -> Iterator[IO[str]]:
+    """A text file; gzip with no name and mtime 0 inside so identical content gives identical bytes."""
+    with open(path, "wb") as raw:
+        if not compress:
+            with io.TextIOWrapper(raw, encoding="utf-8") as text:
+                yield text
+            return
+        with (
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as packed,
+            io.TextIOWrapper(packed, encoding="utf-8") as text,
+        ):
+            yield text
+
+
+def _read_export(path: Path) -> Iterator[dict[str, Any]]:
+    try:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt", encoding="utf-8") as lines:
+            for number, line in enumerate(lines, 1):
+                if line.strip():
+                    yield _validate_record(path, number, line)
+    except (OSError, EOFError, UnicodeDecodeError) as err:
+        raise CacheError(f"{path}: cannot read: {err}") from err
+
+
+def _validate_record(path: Path, number: int, line: str) -> dict[str, Any]:
+    where = f"{path}:{number}"
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise CacheError(f"{where}: not valid JSON: {err.msg}") from None
+    if not isinstance(record, dict):
+        raise CacheError(f"{where}: expected a JSON object")
+    for field in REQUIRED_FIELDS:
+        if field not in record:
+            raise CacheError(f"{where}: field {field!r} is missing")
+        expected = dict if field == "settings" else str
+        if not isinstance(record[field], expected):
+            raise CacheError(f"{where}: field {field!r} must be a {expected.__name__}, got {record[field]!r}")
+    if record.get("partner") is not None and not isinstance(record["partner"], str):
+        raise CacheError(f"{where}: field 'partner' must be a string or absent")
+    if record.get("tokens") is not None and not isinstance(record["tokens"], int):
+        raise CacheError(f"{where}: field 'tokens' must be an integer or null")
+    if len(record["sentence_sha1"]) != 40:
+        raise CacheError(f"{where}: field 'sentence_sha1' must be a 40-character SHA-1 hex digest")
+    return record

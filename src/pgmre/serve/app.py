@@ -1,0 +1,268 @@
+"""The HTTP service: ``POST /predict`` (JSON or multipart with an image file), ``/health``, ``/labels``, a page.
+
+Security rules (see ``docs/serving.md``): the server never reads a file path taken from a request (an
+image arrives as an uploaded file or a ``data:`` URL, any other string is refused); bodies, images
+(bytes and pixels) and texts have limits; every invalid input gets a 4xx with a JSON ``error``.
+Inference runs in the threadpool on one shared :class:`~pgmre.serve.predictor.Predictor`, which
+serialises model calls with its lock.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from collections.abc import Mapping
+from importlib import resources
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from pgmre.serve.inputs import ImageTooLarge, InputError
+from pgmre.serve.predictor import PostInput, Prediction, Predictor
+
+log = logging.getLogger(__name__)
+
+STATIC = resources.files("pgmre.serve").joinpath("static")
+# The page loads only its own script and style; nothing from elsewhere, no inline code.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; object-src 'none'; "
+    "base-uri 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+FORM_FIELDS = ("text", "head", "tail", "caption", "explanations", "top_k")
+
+
+class ServeLimits(BaseModel):
+    """What one request may send; larger inputs get 413 (sizes) or 422 (text lengths)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_body_bytes: int = Field(10 << 20, ge=1024, description="whole request body")
+    max_image_bytes: int = Field(8 << 20, ge=1024, description="one image file")
+    max_image_pixels: int = Field(25_000_000, ge=1, description="width x height of one image")
+    max_text_chars: int = Field(2000, ge=1, description="post text, caption, each explanation")
+
+
+class ApiError(Exception):
+    """A request the service refuses: ``status`` (4xx) and a message for the JSON ``error`` field."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+class BodyLimit:
+    """ASGI middleware: refuse bodies over ``max_bytes`` by Content-Length, or while streaming."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_large = ApiError(413, f"request body over the limit of {self.max_bytes} bytes")
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            await _error(413, too_large.message)(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise too_large
+            return message
+
+        await self.app(scope, counted, send)
+
+
+# ---------------------------------------------------------------- request parsing
+
+
+def _data_url_bytes(value: Any) -> bytes:
+    """A JSON ``image``: only a base64 ``data:`` URL; a path or URL is refused, never opened."""
+    refusal = (
+        "image: send the file itself (multipart upload or a base64 data: URL); file paths are never read"
+    )
+    if not isinstance(value, str) or not value.startswith("data:"):
+        raise ApiError(422, refusal)
+    header, sep, payload = value.partition(",")
+    if not sep or not header.endswith(";base64"):
+        raise ApiError(422, "image: a data: URL must be base64 encoded (data:image/...;base64,...)")
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(422, "image: the data: URL is not valid base64") from None
+
+
+def _form_value(name: str, value: str) -> Any:
+    """Multipart fields are text; spans and explanation pairs come JSON-encoded (``{...}`` / ``[...]``)."""
+    if name == "top_k" or (
+        name in ("head", "tail", "explanations") and value.lstrip().startswith(("[", "{"))
+    ):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as err:
+            raise ApiError(422, f"{name}: not valid JSON ({err.msg})") from None
+    return value
+
+
+async def _read_json(request: Request) -> tuple[dict[str, Any], bytes | None]:
+    try:
+        body = json.loads(await request.body())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ApiError(400, f"malformed JSON body: {err}") from None
+    if not isinstance(body, dict):
+        raise ApiError(422, f"expected a JSON object, got {type(body).__name__}")
+    image = body.pop("image", None)
+    return body, _data_url_bytes(image) if image is not None else None
+
+
+async def _read_form(request: Request, limits: ServeLimits) -> tuple[dict[str, Any], bytes | None]:
+    try:
+        form = await request.form(
+            max_files=1, max_fields=len(FORM_FIELDS) + 1, max_part_size=limits.max_body_bytes
+        )
+    except MultiPartException as err:
+        raise ApiError(400, f"malformed multipart body: {err.message}") from None
+    body: dict[str, Any] = {}
+    image: bytes | None = None
+    for name, value in form.multi_items():
+        if name in body or (name == "image" and image is not None):
+            raise ApiError(422, f"{name}: given more than once")
+        if name == "image":
+            if not isinstance(value, UploadFile):
+                raise ApiError(422, "image: upload the file itself; file paths are never read")
+            image = await value.read(limits.max_image_bytes + 1)
+            if len(image) > limits.max_image_bytes:
+                raise ApiError(413, f"image: over the limit of {limits.max_image_bytes} bytes")
+        elif isinstance(value, UploadFile):
+            raise ApiError(422, f"{name}: expected a text field, got a file")
+        else:
+            body[name] = _form_value(name, value)
+    return body, image
+
+
+def _check_lengths(body: Mapping[str, Any], limit: int) -> None:
+    text = body.get("text")
+    size = len(" ".join(text)) if isinstance(text, list) and all(isinstance(t, str) for t in text) else None
+    if isinstance(text, str):
+        size = len(text)
+    if size is not None and size > limit:
+        raise ApiError(422, f"text: {size} characters, over the limit of {limit}")
+    others = {"caption": body.get("caption")}
+    explanations = body.get("explanations")
+    if isinstance(explanations, Mapping):
+        others.update({f"explanations.{k}": v for k, v in explanations.items()})
+    elif isinstance(explanations, list):
+        others.update({f"explanations[{i}]": v for i, v in enumerate(explanations)})
+    for name, value in others.items():
+        if isinstance(value, str) and len(value) > limit:
+            raise ApiError(422, f"{name}: {len(value)} characters, over the limit of {limit}")
+
+
+def _top_k(body: dict[str, Any], labels: int) -> int:
+    value = body.pop("top_k", 3)
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= labels:
+        raise ApiError(422, f"top_k: expected an integer from 1 to {labels}, got {value!r}")
+    return value
+
+
+# ---------------------------------------------------------------- the app
+
+
+def create_app(predictor: Predictor, limits: ServeLimits | None = None) -> FastAPI:
+    """The service around one loaded predictor."""
+    limits = limits or ServeLimits()
+    app = FastAPI(title="pgmre", summary="Multimodal relation extraction with PG-MRE", docs_url="/docs")
+    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, err: ApiError) -> JSONResponse:
+        return _error(err.status, err.message)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, err: Exception) -> JSONResponse:
+        log.exception("error while serving %s %s", request.method, request.url.path)
+        return _error(500, "internal error (logged on the server)")
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(str(STATIC.joinpath("index.html")), headers=PAGE_HEADERS)
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        """Liveness, and what this model accepts (the page adapts its form to it)."""
+        return {
+            "status": "ok",
+            "model": predictor.name,
+            "inputs": {"visual": predictor.visual_source, "explanations": predictor.uses_explanations},
+            "limits": limits.model_dump(),
+        }
+
+    @app.get("/labels")
+    async def labels() -> dict[str, Any]:
+        return {"labels": predictor.labels, "negative": "None"}
+
+    @app.post("/predict")
+    async def predict(request: Request) -> dict[str, Any]:
+        """One post: JSON (image as a data: URL) or a form (multipart: image as a file)."""
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind == "application/json":
+            body, image = await _read_json(request)
+        elif kind in ("multipart/form-data", "application/x-www-form-urlencoded"):
+            body, image = await _read_form(request, limits)
+        else:
+            raise ApiError(415, "send application/json or multipart/form-data (a form)")
+        if image is not None and len(image) > limits.max_image_bytes:
+            raise ApiError(413, f"image: over the limit of {limits.max_image_bytes} bytes")
+        top_k = _top_k(body, len(predictor.labels))
+        _check_lengths(body, limits.max_text_chars)
+        prediction = await run_in_threadpool(_run, predictor, body, image, top_k, limits)
+        return prediction.to_dict()
+
+    return app
+
+
+def _run(
+    predictor: Predictor, body: dict[str, Any], image: bytes | None, top_k: int, limits: ServeLimits
+) -> Prediction:
+    """Validate and predict (in a worker thread); input problems become 4xx errors."""
+    from pgmre.explain import ExplanationsMissing
+
+    try:
+        post = PostInput.from_mapping({**body, "image": image})
+        prepared = predictor.prepare(
+            post, max_image_bytes=limits.max_image_bytes, max_image_pixels=limits.max_image_pixels
+        )
+        return predictor.predict_prepared([prepared], top_k=top_k)[0]
+    except ImageTooLarge as err:
+        raise ApiError(413, str(err)) from None
+    except InputError as err:
+        raise ApiError(422, str(err)) from None
+    except ExplanationsMissing:
+        raise ApiError(
+            422,
+            "no entity explanation is available for this post from the server's backends; "
+            "send 'explanations' with the request",
+        ) from None
