@@ -38,11 +38,19 @@ EXPERIMENTS: dict[str, tuple[str, str, list[str]]] = {
         f"full-{source}": (
             "visual",
             "full",
-            [f"visual.captions.image={CAPTIONS.format(source)}", "visual.captions.objects=[]", "visual.num_objects=0"],
+            [
+                f"visual.captions.image={CAPTIONS.format(source)}",
+                "visual.captions.objects=[]",
+                "visual.num_objects=0",
+            ],
         )
         for source in ("cogvlm", "minicpm", "blip")
     },
-    "full-novisual": ("visual", "full", ["visual.source=none", "model.use_visual=false", "model.use_rpm=false"]),
+    "full-novisual": (
+        "visual",
+        "full",
+        ["visual.source=none", "model.use_visual=false", "model.use_rpm=false"],
+    ),
 }
 
 
@@ -74,13 +82,34 @@ def run_experiment(name: str, epochs: int, out: Path, extra: list[str]) -> dict:
         if (run / "last").exists():
             cmd = [*pgmre, "train", "--resume", str(run)]
         else:
-            cmd = [*pgmre, "train", "--config", "configs/cpu.yaml", "--variant", variant, "--run-dir", str(run),
-                   f"train.epochs={epochs}", *overrides, *extra]
+            cmd = [
+                *pgmre,
+                "train",
+                "--config",
+                "configs/cpu.yaml",
+                "--variant",
+                variant,
+                "--run-dir",
+                str(run),
+                f"train.epochs={epochs}",
+                *overrides,
+                *extra,
+            ]
         train_seconds = _run(cmd, log)
     eval_dir = run / "eval-val"
     eval_seconds = _run(
-        [*pgmre, "evaluate", "--run", str(run), "--data", "../shared/data/mnre/mnre_val.txt",
-         "--train", "../shared/data/mnre/mnre_train.txt", "--out", str(eval_dir)],
+        [
+            *pgmre,
+            "evaluate",
+            "--run",
+            str(run),
+            "--data",
+            "../shared/data/mnre/mnre_val.txt",
+            "--train",
+            "../shared/data/mnre/mnre_train.txt",
+            "--out",
+            str(eval_dir),
+        ],
         log,
     )
     report = json.loads((eval_dir / "report.json").read_text())
@@ -93,8 +122,10 @@ def run_experiment(name: str, epochs: int, out: Path, extra: list[str]) -> dict:
         "epochs": epochs,
         "best_epoch": max(history, key=lambda r: r.get("dev_f1", -1))["epoch"],
         "val": {k: report[k] for k in ("n", "accuracy", "precision", "recall", "f1", "macro_f1")},
-        "subsets": {k: {m: v[m] for m in ("n", "accuracy", "precision", "recall", "f1")}
-                    for k, v in report.get("subsets", {}).items()},
+        "subsets": {
+            k: {m: v[m] for m in ("n", "accuracy", "precision", "recall", "f1")}
+            for k, v in report.get("subsets", {}).items()
+        },
         "epoch_seconds": [r["epoch_seconds"] for r in history],
         "train_wall_seconds_this_invocation": round(train_seconds, 1),
         "eval_wall_seconds": round(eval_seconds, 1),
@@ -103,7 +134,9 @@ def run_experiment(name: str, epochs: int, out: Path, extra: list[str]) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--group", choices=["ablation", "prototypes", "visual", "all"], default="all")
     parser.add_argument("--only", nargs="*", help="experiment names (default: the whole group)")
     parser.add_argument("--epochs", type=int, default=3)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import torch
 from PIL import Image
 
 from pgmre.data.mnre import load_samples
@@ -77,9 +78,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(run: Path, port: int) -> subprocess.Popen[bytes]:
+def start_server(run: Path, port: int, max_batch: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     command = [sys.executable, "-m", "pgmre.cli", "serve", "--run", str(run), "--port", str(port)]
+    command += ["--max-batch", str(max_batch)]
     server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -162,9 +164,13 @@ def main() -> None:
     parser.add_argument(
         "--requests", type=int, default=64, help="requests per concurrency level and scenario"
     )
+    parser.add_argument(
+        "--max-batch", default="1,16", help="server batching settings to compare (1: no batching)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="pgmre-serve-bench-") as tmp:
         root = Path(tmp)
         data = make_synthetic_dataset(root / "data", n_train=48, n_dev=16, n_test=16, seed=0, image_size=96)
@@ -172,31 +178,33 @@ def main() -> None:
         started = time.perf_counter()
         run = args.run or train_small_run(root, data)
         train_s = time.perf_counter() - started
-        port = free_port()
-        server = start_server(run, port)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            health = httpx.get(f"{url}/health").json()
-            visual = health["inputs"]["visual"]
-            samples = load_samples(data.test)
-            repeated = [
-                request_for(samples[i % len(samples)], visual, data, None) for i in range(args.requests)
-            ]
-            for kwargs in repeated[: len(samples)]:  # warm-up: fills the explanation and feature caches
-                httpx.post(f"{url}/predict", timeout=300, **kwargs).raise_for_status()
-            results = []
-            counter = 0
-            for concurrency in CONCURRENCY:
-                results.append({"scenario": "repeated", **measure(url, repeated, concurrency)})
-                unique = []
-                for i in range(args.requests):
-                    counter += 1
-                    unique.append(request_for(samples[i % len(samples)], visual, data, counter))
-                results.append({"scenario": "unique", **measure(url, unique, concurrency)})
-                print(json.dumps(results[-2:]), flush=True)
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+        results = []
+        counter = 0
+        for max_batch in (int(x) for x in args.max_batch.split(",")):
+            port = free_port()
+            server = start_server(run, port, max_batch)
+            url = f"http://127.0.0.1:{port}"
+            try:
+                health = httpx.get(f"{url}/health").json()
+                visual = health["inputs"]["visual"]
+                samples = load_samples(data.test)
+                repeated = [
+                    request_for(samples[i % len(samples)], visual, data, None) for i in range(args.requests)
+                ]
+                for kwargs in repeated[: len(samples)]:  # warm-up: fills the explanation and feature caches
+                    httpx.post(f"{url}/predict", timeout=300, **kwargs).raise_for_status()
+                for concurrency in CONCURRENCY:
+                    setting = {"max_batch": max_batch}
+                    results.append({"scenario": "repeated", **setting, **measure(url, repeated, concurrency)})
+                    unique = []
+                    for i in range(args.requests):
+                        counter += 1
+                        unique.append(request_for(samples[i % len(samples)], visual, data, counter))
+                    results.append({"scenario": "unique", **setting, **measure(url, unique, concurrency)})
+                    print(json.dumps(results[-2:]), flush=True)
+            finally:
+                server.terminate()
+                server.wait(timeout=30)
 
     report = {
         "benchmark": "serve_latency",
@@ -205,7 +213,9 @@ def main() -> None:
             "cpu_count": os.cpu_count(),
             "platform": platform.platform(),
             "python": platform.python_version(),
-            "load_average_1m": os.getloadavg()[0],
+            # Other work on the machine shares its cores: the 1-minute load before and after.
+            "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+            "torch_threads": torch.get_num_threads(),
         },
         "run": "small synthetic run (bundled MiniLM, caption source, explanations)"
         if trained_here

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -131,7 +132,7 @@ def test_explanations_given_are_used(
 
 
 def test_batch_equals_single_predictions(caption_predictor: Predictor, test_samples: list[Sample]) -> None:
-    inputs = [
+    inputs: list[dict[str, Any]] = [
         {"text": list(s.tokens), "head": s.head.to_dict(), "tail": s.tail.to_dict()} for s in test_samples[:6]
     ]
     batch = caption_predictor.predict_batch(inputs, top_k=2, batch_size=4)

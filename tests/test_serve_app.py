@@ -106,6 +106,7 @@ def test_multipart_with_image_file(
     [
         ({"content": b'{"text": "a', "headers": {"content-type": "application/json"}}, 400, "malformed JSON"),
         ({"json": ["not", "an", "object"]}, 422, "expected a JSON object"),
+        ({"content": b"[" * 50000, "headers": {"content-type": "application/json"}}, 400, "nested too deeply"),
         ({"json": {"text": "Jonas Berg joined Summit Bank", "head": "Jonas Berg"}}, 422, "missing field(s): tail"),
         ({"json": {"text": "Jonas Berg joined Summit Bank", "head": "Paris", "tail": "Summit Bank"}}, 422,
          "head: 'Paris' does not occur in the text"),

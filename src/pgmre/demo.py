@@ -32,7 +32,11 @@ def demo_config(root: Path, data: Any, epochs: int, seed: int) -> Config:
         {
             "seed": seed,
             "data": {"train": str(data.train), "dev": str(data.dev), "test": str(data.test)},
-            "explain": {"backend": "wikipedia,local", "cache": str(cache / "explanations.sqlite"), "batch_size": 32},
+            "explain": {
+                "backend": "wikipedia,local",
+                "cache": str(cache / "explanations.sqlite"),
+                "batch_size": 32,
+            },
             "text": {"encoder": "bundled:minilm", "max_length": 64, "explanation_encoder": "frozen"},
             "visual": {
                 "source": "image",
@@ -45,7 +49,13 @@ def demo_config(root: Path, data: Any, epochs: int, seed: int) -> Config:
             },
             "model": {"num_attr_prototypes": 8, "num_rel_prototypes": 8},
             # Tiny data: a larger learning rate for the new modules than the paper's 2e-5.
-            "train": {"epochs": epochs, "batch_size": 16, "lr": 1e-4, "head_lr": 1e-3, "output_dir": str(root)},
+            "train": {
+                "epochs": epochs,
+                "batch_size": 16,
+                "lr": 1e-4,
+                "head_lr": 1e-3,
+                "output_dir": str(root),
+            },
         }
     )
 
@@ -57,7 +67,9 @@ def run_demo(out: str | Path = "runs/demo", epochs: int = 6, n_train: int = 160,
 
     started = time.perf_counter()
     root = Path(out)
-    data = make_synthetic_dataset(root / "data", n_train=n_train, n_dev=48, n_test=48, seed=seed, image_size=96)
+    data = make_synthetic_dataset(
+        root / "data", n_train=n_train, n_dev=48, n_test=48, seed=seed, image_size=96
+    )
     config = demo_config(root, data, epochs, seed)
     (root / "demo-config.yaml").write_text(dump_config(config))
     run_dir = root / "run"
@@ -67,7 +79,12 @@ def run_demo(out: str | Path = "runs/demo", epochs: int = 6, n_train: int = 160,
     predictor = Predictor.from_pretrained(run_dir)
     post = next(iter(data.image_dir.glob("*.jpg")))
     prediction = predictor.predict(
-        "Maria Lopez signs a new contract with Harbor City FC", head="Maria Lopez", tail="Harbor City FC", image=post
+        "Maria Lopez signs a new contract with Harbor City FC",
+        head="Maria Lopez",
+        tail="Harbor City FC",
+        image=post,
     ).to_dict()
     (root / "prediction.json").write_text(json.dumps(prediction, indent=1))
-    return DemoResult(summary.run_dir, evaluation.out_dir, evaluation.report, prediction, time.perf_counter() - started)
+    return DemoResult(
+        summary.run_dir, evaluation.out_dir, evaluation.report, prediction, time.perf_counter() - started
+    )

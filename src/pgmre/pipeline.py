@@ -81,7 +81,7 @@ class MREPipeline:
             markers=config.text.entity_markers,
             explanation_max_length=config.text.explanation_max_length,
         )
-        self._visual: Any = None
+        self._visual: dict[str | None, Any] = {}
         self._frozen_text: Any = None
 
     # ------------------------------------------------------------------ persistence
@@ -113,13 +113,13 @@ class MREPipeline:
     def uses_visual(self) -> bool:
         return self.config.model.use_visual and self.config.visual.source != "none"
 
-    @property
-    def visual(self) -> Any:
-        if self._visual is None and self.uses_visual:
+    def visual(self, split: str | None = None) -> Any:
+        """The visual provider of a split (``{split}`` in paths; HVPNeT crop dicts are per split)."""
+        if split not in self._visual:
             from pgmre.encoders.visual import build_visual_provider
 
-            self._visual = build_visual_provider(self.config.visual, self.config.text)
-        return self._visual
+            self._visual[split] = build_visual_provider(self.config.visual, self.config.text, split=split)
+        return self._visual[split]
 
     @property
     def frozen_text(self) -> Any:
@@ -145,8 +145,12 @@ class MREPipeline:
         captions: Sequence[str | None] | None = None,
         images: Sequence[Any] | None = None,
         generate_explanations: bool = True,
+        split: str | None = None,
     ) -> MREDataset:
-        """Encode samples; ``explanations``/``captions``/``images`` override the configured sources per sample."""
+        """Encode samples; ``explanations``/``captions``/``images`` override the configured sources per sample.
+
+        ``split`` (train/dev/test) fills ``{split}`` in the visual paths; None merges every split's files.
+        """
         labels = torch.tensor(
             [self.vocab.encode(s.relation) if s.relation is not None else IGNORE_LABEL for s in samples],
             dtype=torch.long,
@@ -161,7 +165,7 @@ class MREPipeline:
             else:
                 ds.explanation_states = self._frozen_explanations(ds.explanations)
         if self.uses_visual:
-            batch = self.visual.features(samples, captions=captions, images=images)
+            batch = self.visual(split).features(samples, captions=captions, images=images)
             ds.visual = (batch.feats.float(), batch.mask.bool())
         return ds
 
@@ -172,7 +176,8 @@ class MREPipeline:
         for pair in explanations:
             for text in pair:
                 unique.setdefault(text, len(unique))
-        states, mask, pooled = self.frozen_text.encode(list(unique))
+        # fp16 holds the cached values exactly and halves memory (MNRE train: ~0.75 GB instead of 1.5 GB)
+        states, mask, pooled = self.frozen_text.encode(list(unique), dtype=torch.float16)
         rows = [(unique[h], unique[t]) for h, t in explanations]
         return states, mask, pooled, rows
 
@@ -199,7 +204,7 @@ class MREPipeline:
     def build_model(self) -> Any:
         from pgmre.model import PGMRE
 
-        visual = self.visual if self.uses_visual else None
+        visual = self.visual() if self.uses_visual else None
         return PGMRE(
             self.config.model,
             self.encoder_dir,

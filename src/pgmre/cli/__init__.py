@@ -28,11 +28,11 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug log
 def _register() -> None:
     # Imported here so that `pgmre --help` stays fast and each area owns its own commands.
     from pgmre.cli import data as data_cli
+    from pgmre.cli import demo as demo_cli
     from pgmre.cli import explain as explain_cli
     from pgmre.cli import features as features_cli
     from pgmre.cli import predict as predict_cli
     from pgmre.cli import score as score_cli
-    from pgmre.cli import demo as demo_cli
     from pgmre.cli import train as train_cli
 
     data_cli.register(app)

@@ -86,6 +86,10 @@ def serve(
     max_image_bytes: Annotated[int, typer.Option(help="largest image file")] = 8 << 20,
     max_image_pixels: Annotated[int, typer.Option(help="largest image, width x height")] = 25_000_000,
     max_text_chars: Annotated[int, typer.Option(help="longest text, caption or explanation")] = 2000,
+    max_batch: Annotated[int, typer.Option(min=1, help="concurrent requests predicted together")] = 16,
+    batch_wait_ms: Annotated[
+        float, typer.Option(min=0, help="how long a request waits for others to share its batch")
+    ] = 5.0,
 ) -> None:
     """Serve the model over HTTP: POST /predict, GET /health, GET /labels, and a web page at /."""
     import uvicorn
@@ -102,7 +106,7 @@ def serve(
         )
     except ValidationError as err:
         _fail(str(err))
-    app = create_app(_load(run, checkpoint, device), limits)
+    app = create_app(_load(run, checkpoint, device), limits, max_batch=max_batch, max_wait_ms=batch_wait_ms)
     uvicorn.run(app, host=host, port=port, log_level="info")
 
 

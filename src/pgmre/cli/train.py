@@ -27,6 +27,7 @@ def train(
     variant: str = typer.Option(
         None, "--variant", help="model variant: text-only|base|ent|ent-apm|ent-rpm|full"
     ),
+    settings: list[str] = typer.Option(None, "--set", help="config override key.path=value (repeatable)"),
 ) -> None:
     """Train a model; the best checkpoint on dev micro-F1 is kept in RUN_DIR/best."""
     from pgmre.train.run import run_training
@@ -75,13 +76,14 @@ def evaluate(
     ),
     out: Path = typer.Option(None, "--out", help="output directory (default: RUN/eval-<data stem>)"),
     checkpoint: str = typer.Option("best", help="best or last"),
+    split: str = typer.Option(None, help="split name for {split} in visual paths (default: all splits)"),
 ) -> None:
     """Score a run: report.json, report.md, predictions.jsonl and plots."""
     from pgmre.evaluate.report import evaluate_run
 
     if not (run / checkpoint).exists():
         _fail(f"{run / checkpoint}: no such checkpoint (train first, or pick --checkpoint last)")
-    result = evaluate_run(run, data, train_file, out, checkpoint=checkpoint)
+    result = evaluate_run(run, data, train_file, out, checkpoint=checkpoint, split=split)
     r = result.report
     summary = {k: r[k] for k in ("n", "accuracy", "precision", "recall", "f1", "macro_f1")}
     if "subsets" in r:

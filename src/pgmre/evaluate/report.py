@@ -87,6 +87,7 @@ def evaluate_run(
     checkpoint: str = "best",
     batch_size: int | None = None,
     progress: bool = True,
+    split: str | None = None,
 ) -> EvaluationResult:
     from pgmre.pipeline import MREPipeline
 
@@ -94,7 +95,7 @@ def evaluate_run(
     pipeline = MREPipeline.from_run(run_dir)
     model = pipeline.load_model(run_dir / checkpoint)
     samples = load_samples(data_path, pipeline.vocab, strict=pipeline.config.data.strict)
-    dataset = pipeline.dataset(samples)
+    dataset = pipeline.dataset(samples, split=split)
     preds = predict_dataset(
         model,
         dataset,

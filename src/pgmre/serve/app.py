@@ -3,17 +3,20 @@
 Security rules (see ``docs/serving.md``): the server never reads a file path taken from a request (an
 image arrives as an uploaded file or a ``data:`` URL, any other string is refused); bodies, images
 (bytes and pixels) and texts have limits; every invalid input gets a 4xx with a JSON ``error``.
-Inference runs in the threadpool on one shared :class:`~pgmre.serve.predictor.Predictor`, which
-serialises model calls with its lock.
+Requests are validated in the threadpool; the model runs on one shared
+:class:`~pgmre.serve.predictor.Predictor` behind a :class:`~pgmre.serve.batching.MicroBatcher`, which
+predicts concurrent requests together.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
 
@@ -26,8 +29,10 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pgmre.explain import ExplanationsMissing
+from pgmre.serve.batching import MicroBatcher
 from pgmre.serve.inputs import ImageTooLarge, InputError
-from pgmre.serve.predictor import PostInput, Prediction, Predictor
+from pgmre.serve.predictor import PostInput, Predictor, PreparedInput
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +136,8 @@ async def _read_json(request: Request) -> tuple[dict[str, Any], bytes | None]:
         body = json.loads(await request.body())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ApiError(400, f"malformed JSON body: {err}") from None
+    except RecursionError:
+        raise ApiError(400, "malformed JSON body: nested too deeply") from None
     if not isinstance(body, dict):
         raise ApiError(422, f"expected a JSON object, got {type(body).__name__}")
     image = body.pop("image", None)
@@ -164,9 +171,11 @@ async def _read_form(request: Request, limits: ServeLimits) -> tuple[dict[str, A
 
 def _check_lengths(body: Mapping[str, Any], limit: int) -> None:
     text = body.get("text")
-    size = len(" ".join(text)) if isinstance(text, list) and all(isinstance(t, str) for t in text) else None
+    size = None  # other types are refused later, with their own message
     if isinstance(text, str):
         size = len(text)
+    elif isinstance(text, list) and all(isinstance(t, str) for t in text):
+        size = len(" ".join(text))
     if size is not None and size > limit:
         raise ApiError(422, f"text: {size} characters, over the limit of {limit}")
     others = {"caption": body.get("caption")}
@@ -190,10 +199,25 @@ def _top_k(body: dict[str, Any], labels: int) -> int:
 # ---------------------------------------------------------------- the app
 
 
-def create_app(predictor: Predictor, limits: ServeLimits | None = None) -> FastAPI:
-    """The service around one loaded predictor."""
+def create_app(
+    predictor: Predictor, limits: ServeLimits | None = None, max_batch: int = 16, max_wait_ms: float = 5.0
+) -> FastAPI:
+    """The service around one loaded predictor; up to ``max_batch`` concurrent requests share a batch."""
     limits = limits or ServeLimits()
-    app = FastAPI(title="pgmre", summary="Multimodal relation extraction with PG-MRE", docs_url="/docs")
+    batcher = MicroBatcher(predictor, max_batch=max_batch, max_wait_s=max_wait_ms / 1000)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await run_in_threadpool(batcher.close)
+
+    app = FastAPI(
+        title="pgmre",
+        summary="Multimodal relation extraction with PG-MRE",
+        docs_url=None,  # the interactive docs load scripts from a CDN; the schema stays at /openapi.json
+        redoc_url=None,
+        lifespan=lifespan,
+    )
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
 
@@ -218,6 +242,11 @@ def create_app(predictor: Predictor, limits: ServeLimits | None = None) -> FastA
             "model": predictor.name,
             "inputs": {"visual": predictor.visual_source, "explanations": predictor.uses_explanations},
             "limits": limits.model_dump(),
+            "batching": {
+                "max_batch": batcher.max_batch,
+                "batches": batcher.batches,
+                "served": batcher.served,
+            },
         }
 
     @app.get("/labels")
@@ -238,31 +267,30 @@ def create_app(predictor: Predictor, limits: ServeLimits | None = None) -> FastA
             raise ApiError(413, f"image: over the limit of {limits.max_image_bytes} bytes")
         top_k = _top_k(body, len(predictor.labels))
         _check_lengths(body, limits.max_text_chars)
-        prediction = await run_in_threadpool(_run, predictor, body, image, top_k, limits)
+        prepared = await run_in_threadpool(_prepare, predictor, body, image, limits)
+        try:
+            prediction = await asyncio.wrap_future(batcher.submit(prepared, top_k))
+        except ExplanationsMissing:
+            raise ApiError(
+                422,
+                "no entity explanation is available for this post from the server's backends; "
+                "send 'explanations' with the request",
+            ) from None
         return prediction.to_dict()
 
     return app
 
 
-def _run(
-    predictor: Predictor, body: dict[str, Any], image: bytes | None, top_k: int, limits: ServeLimits
-) -> Prediction:
-    """Validate and predict (in a worker thread); input problems become 4xx errors."""
-    from pgmre.explain import ExplanationsMissing
-
+def _prepare(
+    predictor: Predictor, body: dict[str, Any], image: bytes | None, limits: ServeLimits
+) -> PreparedInput:
+    """Validate one request (in a worker thread: images are decoded here); problems become 4xx errors."""
     try:
         post = PostInput.from_mapping({**body, "image": image})
-        prepared = predictor.prepare(
+        return predictor.prepare(
             post, max_image_bytes=limits.max_image_bytes, max_image_pixels=limits.max_image_pixels
         )
-        return predictor.predict_prepared([prepared], top_k=top_k)[0]
     except ImageTooLarge as err:
         raise ApiError(413, str(err)) from None
     except InputError as err:
         raise ApiError(422, str(err)) from None
-    except ExplanationsMissing:
-        raise ApiError(
-            422,
-            "no entity explanation is available for this post from the server's backends; "
-            "send 'explanations' with the request",
-        ) from None

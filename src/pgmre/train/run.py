@@ -48,8 +48,8 @@ def run_training(config: Config, run_dir: str | Path | None = None, resume: bool
         dev_samples = dev_samples[: config.data.max_eval_samples]
     # Rank 0 fills the explanation and feature caches first; the other ranks then only read them.
     with accelerator.main_process_first():
-        train_set = pipeline.dataset(train_samples)
-        dev_set = pipeline.dataset(dev_samples) if dev_samples else None
+        train_set = pipeline.dataset(train_samples, split="train")
+        dev_set = pipeline.dataset(dev_samples, split="dev") if dev_samples else None
     log.info("train: %d samples, dev: %d samples, run dir: %s", len(train_samples), len(dev_samples), run_dir)
     trainer = Trainer(config, run_dir, accelerator=accelerator)
     progress = trainer.fit(pipeline, train_set, dev_set, resume=resume)
