@@ -60,7 +60,7 @@ def demo_config(root: Path, data: Any, epochs: int, seed: int) -> Config:
     )
 
 
-def run_demo(out: str | Path = "runs/demo", epochs: int = 6, n_train: int = 160, seed: int = 0) -> DemoResult:
+def run_demo(out: str | Path = "runs/demo", epochs: int = 6, n_train: int = 120, seed: int = 0) -> DemoResult:
     from pgmre.evaluate.report import evaluate_run
     from pgmre.serve.predictor import Predictor
     from pgmre.train.run import run_training
@@ -68,7 +68,12 @@ def run_demo(out: str | Path = "runs/demo", epochs: int = 6, n_train: int = 160,
     started = time.perf_counter()
     root = Path(out)
     data = make_synthetic_dataset(
-        root / "data", n_train=n_train, n_dev=48, n_test=48, seed=seed, image_size=96
+        root / "data",
+        n_train=n_train,
+        n_dev=max(16, n_train // 4),
+        n_test=max(16, n_train // 4),
+        seed=seed,
+        image_size=96,
     )
     config = demo_config(root, data, epochs, seed)
     (root / "demo-config.yaml").write_text(dump_config(config))

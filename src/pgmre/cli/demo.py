@@ -10,7 +10,7 @@ import typer
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="where the data, run and reports go"),
     epochs: int = typer.Option(6, help="training epochs"),
-    n_train: int = typer.Option(160, "--train-samples", help="synthetic training samples"),
+    n_train: int = typer.Option(120, "--train-samples", help="synthetic training samples"),
     seed: int = typer.Option(0, help="seed of the data and the run"),
 ) -> None:
     """Synthetic posts -> explanations -> image features -> train -> evaluate -> predict, all offline."""
