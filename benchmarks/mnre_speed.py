@@ -43,7 +43,7 @@ def _overrides(variant: str) -> list[str]:
     return [f"model.{k}={json.dumps(v)}" for k, v in variant_overrides(variant).items()] + extra
 
 
-def measure_variant(variant: str, steps: int, batch1_samples: int) -> dict:
+def measure_variant(variant: str, steps: int, batch1_samples: int, train_samples_limit: int | None) -> dict:
     """Runs in its own process: prepare data, time training steps and inference."""
     import torch
 
@@ -57,7 +57,7 @@ def measure_variant(variant: str, steps: int, batch1_samples: int) -> dict:
     config = load_config(ROOT / "configs" / "cpu.yaml", _overrides(variant))
     torch.manual_seed(config.seed)
     pipeline = MREPipeline.from_config(config)
-    train_samples = load_samples(TRAIN, pipeline.vocab)
+    train_samples = load_samples(TRAIN, pipeline.vocab)[:train_samples_limit]
     val_samples = load_samples(VAL, pipeline.vocab)
 
     started = time.perf_counter()
@@ -96,6 +96,8 @@ def measure_variant(variant: str, steps: int, batch1_samples: int) -> dict:
     infer1 = len(subset) / (time.perf_counter() - t0)
     return {
         "variant": variant,
+        "train_samples_prepared": len(train_samples),
+        "val_samples": len(val_samples),
         "data_prep_seconds": round(prep_seconds, 1),
         "train_steps_timed": len(step_times),
         "train_seconds_per_step": round(sum(step_times) / len(step_times), 4),
@@ -150,11 +152,12 @@ def main() -> None:
     parser.add_argument("--variants", nargs="*", default=["text-only", "base", "full"])
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--batch1-samples", type=int, default=200)
+    parser.add_argument("--train-samples", type=int, help="prepare only the first N training samples")
     parser.add_argument("--scaling", action="store_true", help="real one-epoch runs at 25/50/100%% of train")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(measure_variant(args.worker, args.steps, args.batch1_samples)))
+        print(json.dumps(measure_variant(args.worker, args.steps, args.batch1_samples, args.train_samples)))
         return
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     results["machine"] = {
@@ -178,6 +181,7 @@ def main() -> None:
                     str(args.steps),
                     "--batch1-samples",
                     str(args.batch1_samples),
+                    *(["--train-samples", str(args.train_samples)] if args.train_samples else []),
                 ],
                 check=True,
                 capture_output=True,

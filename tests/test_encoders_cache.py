@@ -141,3 +141,36 @@ def test_frozen_text_features_shapes_padding_and_cache(tiny_bert: Path, tmp_path
 def test_frozen_text_features_of_nothing(tiny_bert: Path, tmp_path: Path) -> None:
     states, mask, pooled = FrozenTextFeatures(str(tiny_bert), 8, cache_dir=tmp_path).encode([])
     assert states.shape == (0, 0, 32) and mask.shape == (0, 0) and pooled.shape == (0, 32)
+
+
+def test_frozen_cache_id_does_not_depend_on_how_the_encoder_is_spelled(
+    tiny_bert: Path, tmp_path: Path
+) -> None:
+    from pgmre.encoders.captions import CaptionEncoder
+    from pgmre.encoders.text import resolve_text_encoder
+
+    link = tmp_path / "link-to-bert"
+    link.symlink_to(tiny_bert, target_is_directory=True)
+    spellings = [
+        str(tiny_bert),
+        str(link),
+        str(tiny_bert) + "/",
+        str(tmp_path / ".." / tmp_path.name / link.name),
+    ]
+    ids = {
+        FrozenTextFeatures(name, 12, cache_dir=tmp_path / "c", device="cpu").cache.id for name in spellings
+    }
+    assert len(ids) == 1
+    captions = {CaptionEncoder(name, 12, True, tmp_path / "c", device="cpu").cache.id for name in spellings}
+    assert len(captions) == 1 and captions != ids  # a different kind of feature, a different entry set
+
+    # what `pgmre features` spells (the config name) and what training uses (the resolved directory)
+    bundled = FrozenTextFeatures("bundled:minilm", 64, cache_dir=tmp_path / "c", device="cpu")
+    resolved = FrozenTextFeatures(
+        resolve_text_encoder("bundled:minilm"), 64, cache_dir=tmp_path / "c", device="cpu"
+    )
+    assert bundled.cache.id == resolved.cache.id
+
+    # changed weights -> a different cache
+    other = make_tiny_bert(tmp_path / "other", seed=1)
+    assert FrozenTextFeatures(str(other), 12, cache_dir=tmp_path / "c", device="cpu").cache.id not in ids

@@ -160,6 +160,27 @@ def test_bad_crop_dicts_name_file_and_key(tmp_path: Path) -> None:
         load_crop_index(tmp_path / "absent.pth")
 
 
+class Tripwire:
+    """Unpickling this calls ``touch`` on a file: code from the crop dict, run on load."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (Path.touch, (Path(self.path),))
+
+
+def test_crop_dict_needing_the_full_unpickler_is_refused(tmp_path: Path) -> None:
+    marker = tmp_path / "code-ran"
+    torch.save({"0": ["a.png"], "1": Tripwire(str(marker))}, tmp_path / "evil.pth")
+    with pytest.raises(CropIndexError, match=r"evil\.pth: .*refused\. Convert it to JSON"):
+        load_crop_index(tmp_path / "evil.pth")
+    assert not marker.exists()
+    torch.save({"0": ["a.png"], "post2": ("b.png", "c.png")}, tmp_path / "plain.pth")  # plain still loads
+    index = load_crop_index(tmp_path / "plain.pth")
+    assert index.by_line == {0: ["a.png"]} and index.by_image == {"post2": ["b.png", "c.png"]}
+
+
 def test_second_run_hits_the_cache_and_a_changed_image_misses_alone(
     layout: dict[str, Path], vit_dir: Path
 ) -> None:

@@ -132,10 +132,24 @@ def test_prompt_uses_chat_template_and_no_label(tiny_lm: Path) -> None:
 
 def test_identity_is_known_without_loading(tiny_lm: Path) -> None:
     backend = LocalBackend(get_template("v2"), str(tiny_lm), max_new_tokens=12)
-    assert (backend.name, backend.model, backend.template) == ("local", str(tiny_lm), "v2")
+    assert (backend.name, backend.template) == ("local", "v2") and backend.model.startswith("weights:")
     assert backend.settings == {"max_new_tokens": 12, "decoding": "greedy"}
     assert backend._lm is None
     assert LocalBackend(get_template("v1")).model == BUNDLED_MODEL
+
+
+def test_local_model_is_keyed_by_its_files_not_its_path(tmp_path: Path, tiny_lm: Path) -> None:
+    import shutil
+
+    model = LocalBackend(get_template("v1"), str(tiny_lm)).model
+    moved = shutil.copytree(tiny_lm, tmp_path / "moved")
+    assert LocalBackend(get_template("v1"), str(moved)).model == model
+    weights = next(p for p in moved.iterdir() if p.suffix in (".safetensors", ".bin"))
+    weights.write_bytes(weights.read_bytes()[:-8] + bytes(8))  # other weights under the same path
+    assert LocalBackend(get_template("v1"), str(moved)).model != model
+    hub = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert LocalBackend(get_template("v1"), hub).model == hub
+    assert LocalBackend(get_template("v1"), None).model == BUNDLED_MODEL  # the committed artifact's key
 
 
 def test_model_resolution(tmp_path: Path, tiny_lm: Path) -> None:

@@ -21,7 +21,9 @@ import pytest
 from pgmre.config import ExplainConfig, OpenAIBackendConfig
 from pgmre.explain import Explainer, ExplanationCache, ExplanationRequest
 from pgmre.explain.backends.openai import OpenAIBackend, parse_reply, parse_retry_after
+from pgmre.explain.cache import request_key
 from pgmre.explain.prompts import get_template
+from pgmre.explain.runner import producer_of
 
 _ENTITY = re.compile(r"Who or what is (.+?)(?: \(mentioned with .*\))?\?$")
 
@@ -220,6 +222,20 @@ def test_api_key_from_env(fake_server: FakeOpenAI, tmp_path: Path, monkeypatch: 
     assert backend._headers() == {"Authorization": "Bearer sk-test"}
     monkeypatch.delenv("PGMRE_TEST_KEY")
     assert backend._headers() == {}
+
+
+def test_base_url_is_part_of_the_cache_key(tmp_path: Path) -> None:
+    request = ExplanationRequest("Paris", "a post")
+    keys = {
+        request_key(
+            producer_of(
+                OpenAIBackend(openai_config(url, tmp_path / "c.sqlite").openai, get_template("v1"), 40)
+            ),
+            request,
+        )
+        for url in ("http://127.0.0.1:1/v1", "http://127.0.0.1:1/v1/", "http://127.0.0.1:2/v1")
+    }
+    assert len(keys) == 2  # a trailing slash is the same server, another port another one
 
 
 def test_parse_helpers() -> None:

@@ -61,13 +61,31 @@ def test_backend_truncates_and_reports_misses(tmp_path: Path) -> None:
     path = tmp_path / "summaries.json"
     path.write_text(json.dumps(SUMMARIES))
     backend = WikipediaBackend(max_tokens=20, summaries=path)
-    assert backend.model == "file:summaries.json" and backend.template == "-"
+    assert backend.model.startswith("file-sha256:") and backend.template == "-"
     hit, miss = backend.explain(
         [ExplanationRequest("@BarackObama", "a post"), ExplanationRequest("Zork", "a post")]
     )
     assert hit.ok and hit.text.endswith(".") and approx_tokens(hit.text) <= 20
     assert hit.text == "Barack Obama is an American politician. Barack Obama is an American politician."
     assert miss.miss and not miss.ok and miss.error is None
+
+
+def test_summaries_are_keyed_by_content_not_name(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first, same, edited = (
+        tmp_path / "a" / "s.json",
+        tmp_path / "b" / "other-name.json",
+        tmp_path / "b" / "s.json",
+    )
+    first.write_text(json.dumps(SUMMARIES))
+    same.write_text(json.dumps(SUMMARIES))
+    edited.write_text(json.dumps({**SUMMARIES, "Zork": {"title": "Zork", "extract": "Zork is a game."}}))
+    model = WikipediaBackend(40, first).model
+    assert WikipediaBackend(40, same).model == model  # another name, same content: same explanations
+    assert WikipediaBackend(40, edited).model != model  # same name, other content: not reused
+    with pytest.raises(BackendUnavailable, match=r"absent\.json: cannot read"):
+        WikipediaBackend(40, tmp_path / "absent.json")
 
 
 def test_bad_summaries_file_is_a_clear_error(tmp_path: Path) -> None:

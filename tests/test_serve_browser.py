@@ -109,6 +109,22 @@ def test_mark_entities_and_predict(
         page.wait_for_selector("#error:not([hidden])")
         assert "'Nobody Known' does not occur in the text" in page.inner_text("#error")
         assert not page.is_visible("#result")
+
+        # Characters outside the BMP: the browser's selection counts UTF-16 units, the server code points.
+        emoji = "\U0001f600 "
+        page.fill("#text", emoji + text)
+        utf16 = len(emoji.encode("utf-16-le")) // 2
+        page.locator("#text").evaluate(
+            "(area, [s, e]) => area.setSelectionRange(s, e)", [start + utf16, end + utf16]
+        )
+        page.click("#mark-head")
+        assert page.input_value("#head") == sample.head.name
+        assert f"characters {start + len(emoji)}–{end + len(emoji)}" in page.inner_text("#head-where")
+        page.fill("#tail", sample.tail.name)
+        page.click("#predict")
+        page.wait_for_selector("#result:not([hidden])")
+        assert not page.is_visible("#error")
+        assert page.inner_text("#post mark.head") == sample.head.name
         page.close()
 
 

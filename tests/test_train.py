@@ -11,7 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
+from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from pgmre.cli import app
@@ -67,7 +69,13 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
         load_config(bad)
     assert (
         config_from_dict(
-            {}, overrides=["train.epochs=3", "visual.source=none", "model.use_rpm=false"]
+            {},
+            overrides=[
+                "train.epochs=3",
+                "visual.source=none",
+                "model.use_visual=false",
+                "model.use_rpm=false",
+            ],
         ).train.epochs
         == 3
     )
@@ -127,6 +135,15 @@ def test_train_then_evaluate(synthetic_dataset: SyntheticDataset, tiny_bert: Pat
         assert (out / png).stat().st_size > 0, png
 
 
+def test_refuses_to_overwrite_a_run(
+    synthetic_dataset: SyntheticDataset, tiny_bert: Path, tmp_path: Path
+) -> None:
+    config = config_from_dict(tiny_config(synthetic_dataset, tiny_bert, tmp_path, train={"epochs": 1}))
+    run_training(config, tmp_path / "run")
+    with pytest.raises(FileExistsError, match="--resume"):
+        run_training(config, tmp_path / "run")
+
+
 def _train_cmd(config_path: Path, run_dir: Path, *extra: str) -> list[str]:
     return [
         sys.executable,
@@ -144,8 +161,13 @@ def _train_cmd(config_path: Path, run_dir: Path, *extra: str) -> list[str]:
 def test_resume_after_sigkill_matches_uninterrupted(
     synthetic_dataset: SyntheticDataset, tiny_bert: Path, tmp_path: Path
 ) -> None:
+    # Dropout on: an exact resume must also restore the dropout masks (RNG state), not only the weights.
     raw = tiny_config(
-        synthetic_dataset, tiny_bert, tmp_path, train={"epochs": 4, "checkpoint_every_steps": 1}
+        synthetic_dataset,
+        tiny_bert,
+        tmp_path,
+        train={"epochs": 4, "checkpoint_every_steps": 1},
+        model={"dropout": 0.1},
     )
     config_path = tmp_path / "config.yaml"
     config_path.write_text(yaml.safe_dump(raw))
@@ -175,11 +197,13 @@ def test_resume_after_sigkill_matches_uninterrupted(
         capture_output=True,
     )
 
-    def final(run: Path) -> list[dict]:
+    def history(run: Path) -> list[dict]:
         rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-        return [{k: v for k, v in r.items() if k.startswith("dev_")} for r in rows][-1:]
+        return [{k: v for k, v in r.items() if k.startswith("dev_") or k in ("epoch", "step")} for r in rows]
 
-    assert final(killed) == final(straight)
+    assert history(killed) == history(straight)  # every epoch, once each
+    a, b = (load_file(run / "last" / "model.safetensors") for run in (killed, straight))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # bit-for-bit the same weights
 
 
 def test_two_process_gloo_training_writes_once(

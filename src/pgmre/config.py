@@ -194,8 +194,11 @@ class Config(Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:
-        if self.visual.source == "none" and self.model.use_rpm:
-            raise ValueError("model.use_rpm needs visual features: set visual.source or model.use_rpm=false")
+        if self.visual.source == "none" and self.model.use_visual:
+            raise ValueError(
+                "visual.source=none gives the model no visual features: set model.use_visual=false "
+                "(and model.use_rpm=false), or choose visual.source image or caption"
+            )
         return self
 
 

@@ -8,6 +8,7 @@ PG-MRE on the bundled MiniLM -> evaluation report and plots -> one prediction fo
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +48,8 @@ def demo_config(root: Path, data: Any, epochs: int, seed: int) -> Config:
                 "missing": "error",
                 "feature_cache": str(cache / "features"),
             },
-            "model": {"num_attr_prototypes": 8, "num_rel_prototypes": 8},
+            # A 48-step run: prototypes unused for 10 steps are re-seeded (the MNRE default of 200 would never fire).
+            "model": {"num_attr_prototypes": 8, "num_rel_prototypes": 8, "dead_prototype_steps": 10},
             # Tiny data: a larger learning rate for the new modules than the paper's 2e-5.
             "train": {
                 "epochs": epochs,
@@ -78,6 +80,7 @@ def run_demo(out: str | Path = "runs/demo", epochs: int = 6, n_train: int = 120,
     config = demo_config(root, data, epochs, seed)
     (root / "demo-config.yaml").write_text(dump_config(config))
     run_dir = root / "run"
+    shutil.rmtree(run_dir, ignore_errors=True)  # the demo is meant to be re-run: start a fresh run each time
     summary = run_training(config, run_dir)
     evaluation = evaluate_run(run_dir, data.test, train_path=data.train)
 

@@ -8,6 +8,19 @@ from pathlib import Path
 import typer
 
 from pgmre.config import ConfigError, load_config
+from pgmre.data.mnre import DataError
+from pgmre.evaluate.metrics import ScoreError
+from pgmre.explain import ExplanationsMissing
+
+# Errors caused by inputs (data, config, missing files or explanations): a message and exit 2, not a traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ConfigError,
+    FileNotFoundError,
+    FileExistsError,
+    DataError,
+    ExplanationsMissing,
+    ScoreError,
+)
 
 
 def _fail(message: str) -> None:
@@ -37,7 +50,12 @@ def train(
     if variant:
         from pgmre.model import variant_overrides
 
-        overrides = [f"model.{k}={json.dumps(v)}" for k, v in variant_overrides(variant).items()] + overrides
+        try:
+            overrides = [
+                f"model.{k}={json.dumps(v)}" for k, v in variant_overrides(variant).items()
+            ] + overrides
+        except ValueError as err:
+            _fail(str(err))
     try:
         if resume is not None:
             cfg = load_config(config or resume / "config.yaml", overrides)
@@ -53,6 +71,8 @@ def train(
     except TrainingInterrupted as err:
         typer.secho(str(err), fg="yellow", err=True)
         raise typer.Exit(130) from None
+    except USER_ERRORS as err:
+        _fail(f"{type(err).__name__}: {err}")
     p = summary.progress
     typer.echo(
         json.dumps(
@@ -83,7 +103,10 @@ def evaluate(
 
     if not (run / checkpoint).exists():
         _fail(f"{run / checkpoint}: no such checkpoint (train first, or pick --checkpoint last)")
-    result = evaluate_run(run, data, train_file, out, checkpoint=checkpoint, split=split)
+    try:
+        result = evaluate_run(run, data, train_file, out, checkpoint=checkpoint, split=split)
+    except USER_ERRORS as err:
+        _fail(f"{type(err).__name__}: {err}")
     r = result.report
     summary = {k: r[k] for k in ("n", "accuracy", "precision", "recall", "f1", "macro_f1")}
     if "subsets" in r:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import json
+import logging
 import os
 import re
 import tempfile
@@ -44,6 +45,9 @@ WARNING_KINDS = (
 
 KNOWN_FIELDS = ("token", "h", "t", "img_id", "relation")
 _WHITESPACE = re.compile(r"\s+")
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -327,3 +331,18 @@ def write_samples(samples: Iterable[Sample], path: str | Path, fmt: Format | Non
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def load_split(path: str | Path, vocab: RelationVocab | None, strict: bool) -> list[Sample]:
+    """Strict: stop at the first invalid record. Lenient: skip invalid records, and say how many."""
+    if strict:
+        return load_samples(path, vocab, strict=True)
+    result = read_samples(path, vocab, strict=False)
+    if result.errors:
+        log.warning(
+            "%s: skipped %d invalid records %s (data.strict=false)",
+            path,
+            len(result.errors),
+            result.error_counts(),
+        )
+    return result.samples

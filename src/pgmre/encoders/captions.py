@@ -14,17 +14,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from pgmre.encoders.feature_cache import FeatureCache, content_key, weights_fingerprint
+from pgmre.encoders.feature_cache import FeatureCache, compute_longest_first, frozen_text_spec
 from pgmre.encoders.frozen_text import FrozenTextEncoder
-from pgmre.encoders.paths import expand
+from pgmre.encoders.paths import expand, file_stem
 
 
 class CaptionFileError(ValueError):
     """A captions file that is not a JSON object of strings, or two files that disagree."""
-
-
-def _stem(name: str) -> str:
-    return name.rsplit(".", 1)[0] if "." in name else name
 
 
 def read_caption_file(path: Path) -> dict[str, str]:
@@ -76,7 +72,7 @@ class CaptionTable:
                         merged[img_id] = text
                         origin.setdefault(img_id, path)
             self._captions = merged
-            self._by_stem = {_stem(k): v for k, v in merged.items()}
+            self._by_stem = {file_stem(k): v for k, v in merged.items()}
         return self._captions
 
     def get(self, img_id: str) -> str | None:
@@ -84,7 +80,7 @@ class CaptionTable:
         captions = self._load()
         text = captions.get(img_id)
         if text is None:
-            text = self._by_stem.get(_stem(img_id))
+            text = self._by_stem.get(file_stem(img_id))
         if text is None:
             return None
         return text if text.strip() else ""
@@ -115,14 +111,7 @@ class CaptionEncoder:
         self.progress = progress
         self.cache = FeatureCache(
             cache_dir,
-            {
-                "kind": "caption",
-                "encoder": encoder_name if not Path(encoder_name).is_dir() else "dir",
-                "weights": weights_fingerprint(self.encoder.path),
-                "max_length": max_length,
-                "pooling": "mean",
-                "normalize": normalize,
-            },
+            frozen_text_spec(self.encoder, kind="caption", pooling="mean", normalize=normalize),
         )
 
     @property
@@ -137,13 +126,7 @@ class CaptionEncoder:
 
     def encode(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         """Caption text -> ``[d]`` vector, for each distinct text."""
-        by_key = {content_key(t): t for t in texts}
-        # Longest first through the model: similar lengths share a batch, so little padding is computed.
-        entries = self.cache.compute(
-            sorted(by_key, key=lambda k: -len(by_key[k])),
-            lambda chunk: self._compute([by_key[k] for k in chunk]),
-            batch_size=self.encoder.batch_size,
-            progress=self.progress,
-            desc="captions",
+        by_key, entries = compute_longest_first(
+            self.cache, self.encoder, texts, self._compute, self.progress, desc="captions"
         )
         return {by_key[k]: e["feats"] for k, e in entries.items()}

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from PIL import Image
 
 from pgmre.data.types import Sample
+from pgmre.encoders.paths import file_stem
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +30,6 @@ Box = tuple[int, int, int, int]  # left, top, right, bottom in pixels
 
 class CropIndexError(ValueError):
     """A crop dict that cannot be read or has the wrong shape."""
-
-
-def _stem(name: str) -> str:
-    return name.rsplit(".", 1)[0] if "." in name else name
 
 
 @dataclass
@@ -46,7 +43,7 @@ class CropIndex:
     def lookup(self, sample: Sample) -> list[str] | None:
         """The crop files of a sample; None when the index does not mention it."""
         if self.by_image and sample.img_id is not None:
-            found = self.by_image.get(_stem(sample.img_id))
+            found = self.by_image.get(file_stem(sample.img_id))
             if found is not None:
                 return found
         if self.by_line and sample.source is not None:
@@ -71,9 +68,14 @@ def _load_raw(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        # HVPNeT's dicts are plain; anything else needs the full unpickler, which runs code from the file.
-        log.warning("%s: not loadable with weights_only=True (%s); unpickling it in full", path, err)
-        return torch.load(path, map_location="cpu", weights_only=False)
+        # HVPNeT's dicts are plain; anything else needs the full unpickler, which can run code from the
+        # file: refused.
+        raise CropIndexError(
+            f"{path}: holds objects other than plain dicts, lists and strings, and unpickling it in full "
+            "could run code from the file; refused. Convert it to JSON ({sample or image: [crop files]}) "
+            f"where you trust it, e.g. json.dump(torch.load(path, weights_only=False), f), and point "
+            f"visual.crops.index at the .json file ({str(err).splitlines()[0]})"
+        ) from None
     except (RuntimeError, EOFError) as err:
         raise CropIndexError(f"{path}: not a torch-saved crop dict ({err})") from None
 
@@ -96,7 +98,7 @@ def load_crop_index(path: str | Path) -> CropIndex:
         if isinstance(key, int) or (isinstance(key, str) and key.isdigit()):
             index.by_line[int(key)] = list(files)
         elif isinstance(key, str):
-            index.by_image[_stem(key)] = list(files)
+            index.by_image[file_stem(key)] = list(files)
         else:
             raise CropIndexError(f"{path}: key {key!r}: expected a line number or an image name")
     return index

@@ -269,6 +269,44 @@ def _stack_rows(entries: Iterable[Entry], field: str) -> torch.Tensor:
     return torch.stack([e[field] for e in entries])
 
 
+def frozen_text_spec(encoder: FrozenTextEncoder, **preprocessing: Any) -> dict[str, Any]:
+    """The cache spec of features computed by a frozen text encoder.
+
+    Keyed on the fingerprint of the resolved encoder (not on how it was spelled: ``bundled:minilm``,
+    its directory, or a symlink to it give the same spec), its max length, and ``preprocessing``.
+    """
+    return {
+        "encoder": weights_fingerprint(encoder.path),
+        "max_length": encoder.max_length,
+        **preprocessing,
+    }
+
+
+def compute_longest_first(
+    cache: FeatureCache,
+    encoder: FrozenTextEncoder,
+    texts: Iterable[str],
+    compute: Callable[[list[str]], list[Entry]],
+    progress: bool = False,
+    desc: str = "features",
+) -> tuple[dict[str, str], dict[str, Entry]]:
+    """Cached features of the distinct ``texts``: ``({content key: text}, {content key: entry})``.
+
+    Misses go through ``compute`` longest first, so that similar lengths share a batch and little
+    padding is computed.
+    """
+    by_key = {content_key(t): t for t in texts}
+    order = sorted(by_key, key=lambda k: -len(by_key[k]))
+    entries = cache.compute(
+        order,
+        lambda chunk: compute([by_key[k] for k in chunk]),
+        batch_size=encoder.batch_size,
+        progress=progress,
+        desc=desc,
+    )
+    return by_key, entries
+
+
 class FrozenTextFeatures:
     """Token states and pooler output of the pretrained (not fine-tuned) text encoder, cached on disk.
 
@@ -291,14 +329,9 @@ class FrozenTextFeatures:
         self.progress = progress
         self.cache = FeatureCache(
             cache_dir,
-            {
-                "kind": "text-states",
-                "encoder": encoder_name if not Path(encoder_name).is_dir() else "dir",
-                "weights": weights_fingerprint(self.encoder.path),
-                "max_length": max_length,
-                "states_dtype": "float16",
-                "pooled": "pooler_output",
-            },
+            frozen_text_spec(
+                self.encoder, kind="text-states", states_dtype="float16", pooled="pooler_output"
+            ),
             shard_entries=1024,
         )
 
@@ -320,15 +353,8 @@ class FrozenTextFeatures:
 
     def _entries(self, texts: Sequence[str]) -> tuple[list[str], dict[str, Entry]]:
         keys = [content_key(t) for t in texts]
-        by_key = {k: t for k, t in zip(keys, texts, strict=True)}
-        # Longest first through the model: similar lengths share a batch, so little padding is computed.
-        order = sorted(by_key, key=lambda k: -len(by_key[k]))
-        entries = self.cache.compute(
-            order,
-            lambda chunk: self._compute([by_key[k] for k in chunk]),
-            batch_size=self.encoder.batch_size,
-            progress=self.progress,
-            desc="explanations",
+        _, entries = compute_longest_first(
+            self.cache, self.encoder, texts, self._compute, self.progress, desc="explanations"
         )
         return keys, entries
 

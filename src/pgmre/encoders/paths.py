@@ -25,6 +25,11 @@ class InputPathError(FileNotFoundError):
     """A configured input path (or every expansion of a ``{split}`` template) that does not exist."""
 
 
+def file_stem(name: str) -> str:
+    """An image or file name without its last extension (``"a.b.jpg"`` -> ``"a.b"``)."""
+    return name.rsplit(".", 1)[0] if "." in name else name
+
+
 def expand(template: str, split: str | None) -> list[Path]:
     """The existing paths a template stands for: one for a given split, every split's for None."""
     if PLACEHOLDER not in template:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pgmre.data.mnre import load_samples
+from pgmre.data.mnre import load_samples, load_split
 from pgmre.evaluate.inference import Predictions, predict_dataset
 from pgmre.evaluate.metrics import score_samples
 from pgmre.evaluate.plots import plot_confusion, plot_projection, plot_prototype_usage, plot_training_curves
@@ -35,6 +35,7 @@ def prediction_records(dataset: Any, preds: Predictions, vocab: Any, k: int = 3)
                 "img_id": sample.img_id,
                 "gold": sample.relation,
                 "predicted": vocab.decode(int(top_idx[i, 0])),
+                "relation": vocab.decode(int(top_idx[i, 0])),  # the key `pgmre score --pred` reads
                 "probability": round(float(top_p[i, 0]), 6),
                 "top": [
                     {"relation": vocab.decode(int(j)), "probability": round(float(p), 6)}
@@ -46,6 +47,10 @@ def prediction_records(dataset: Any, preds: Predictions, vocab: Any, k: int = 3)
             }
         )
     return records
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
 
 
 def _markdown(report: dict[str, Any], data_path: str, run_dir: Path, plots: dict[str, Path]) -> str:
@@ -62,7 +67,7 @@ def _markdown(report: dict[str, Any], data_path: str, run_dir: Path, plots: dict
     for name, sub in (report.get("subsets") or {}).items():
         lines.append(
             f"| {name} | {sub['n']} | {sub['accuracy']:.2f} | {sub['precision']:.2f} | {sub['recall']:.2f} "
-            f"| {sub['f1']:.2f} | {sub.get('macro_f1', float('nan')):.2f} |"
+            f"| {sub['f1']:.2f} | {_pct(sub.get('macro_f1'))} |"
         )
     lines += [
         "",
@@ -94,7 +99,7 @@ def evaluate_run(
     run_dir = Path(run_dir)
     pipeline = MREPipeline.from_run(run_dir)
     model = pipeline.load_model(run_dir / checkpoint)
-    samples = load_samples(data_path, pipeline.vocab, strict=pipeline.config.data.strict)
+    samples = load_split(str(data_path), pipeline.vocab, pipeline.config.data.strict)
     dataset = pipeline.dataset(samples, split=split)
     preds = predict_dataset(
         model,

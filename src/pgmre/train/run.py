@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pgmre.config import Config
-from pgmre.data.mnre import load_samples
+from pgmre.data.mnre import load_split
 from pgmre.pipeline import MREPipeline
 from pgmre.train.checkpoint import Progress
 from pgmre.train.trainer import Trainer, make_accelerator
@@ -38,12 +38,10 @@ def run_training(config: Config, run_dir: str | Path | None = None, resume: bool
     run_dir = Path(run_dir) if run_dir else default_run_dir(config)
     accelerator = make_accelerator(config)
     pipeline = MREPipeline.from_config(config)
-    train_samples = load_samples(config.data.train, pipeline.vocab, strict=config.data.strict)
+    train_samples = load_split(config.data.train, pipeline.vocab, config.data.strict)
     if config.data.max_train_samples:
         train_samples = train_samples[: config.data.max_train_samples]
-    dev_samples = (
-        load_samples(config.data.dev, pipeline.vocab, strict=config.data.strict) if config.data.dev else []
-    )
+    dev_samples = load_split(config.data.dev, pipeline.vocab, config.data.strict) if config.data.dev else []
     if config.data.max_eval_samples:
         dev_samples = dev_samples[: config.data.max_eval_samples]
     # Rank 0 fills the explanation and feature caches first; the other ranks then only read them.

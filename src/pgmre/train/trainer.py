@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
@@ -56,9 +56,15 @@ def _mixed_precision(setting: str) -> str:
 
 
 def make_accelerator(config: Config) -> Accelerator:
-    """On CPU, ``cpu=True`` is what makes accelerate pick up a torchrun/gloo process group (MULTI_CPU)."""
+    """On CPU, ``cpu=True`` is what makes accelerate pick up a torchrun/gloo process group (MULTI_CPU).
+
+    ``find_unused_parameters``: some variants leave encoder parameters without gradient (the BERT pooler
+    when T_S is not the pooler output), which plain DDP rejects.
+    """
     return Accelerator(
-        mixed_precision=_mixed_precision(config.train.mixed_precision), cpu=not torch.cuda.is_available()
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+        mixed_precision=_mixed_precision(config.train.mixed_precision),
+        cpu=not torch.cuda.is_available(),
     )
 
 
@@ -76,9 +82,7 @@ class Trainer:
     def __init__(self, config: Config, run_dir: str | Path, accelerator: Accelerator | None = None) -> None:
         self.config = config
         self.run_dir = Path(run_dir)
-        self.accelerator = accelerator or Accelerator(
-            mixed_precision=_mixed_precision(config.train.mixed_precision)
-        )
+        self.accelerator = accelerator or make_accelerator(config)
         self._stop_signal: int | None = None
 
     # ------------------------------------------------------------------ helpers
@@ -96,6 +100,16 @@ class Trainer:
             with contextlib.suppress(ValueError):  # not in the main thread: no handlers
                 previous[sig] = signal.signal(sig, self._on_signal)
         return previous
+
+    def _should_stop(self) -> bool:
+        """A signal seen by any rank stops every rank at the same step (else one waits forever in a save)."""
+        local = int(self._stop_signal is not None)
+        if self.accelerator.num_processes == 1:
+            return bool(local)
+        flags = self.accelerator.gather(torch.tensor([local], device=self.accelerator.device))
+        if int(flags.max()) and self._stop_signal is None:
+            self._stop_signal = signal.SIGTERM
+        return bool(int(flags.max()))
 
     def _write_metrics(self, record: dict[str, Any]) -> None:
         if not self.is_main:
@@ -120,7 +134,7 @@ class Trainer:
             with atomic_directory(self.run_dir / name) as tmp:
                 unwrapped.save_pretrained(tmp)
                 if name == "last":
-                    save_trainer_state(tmp, optimizer, scheduler, progress)
+                    save_trainer_state(tmp, optimizer, scheduler, progress, scaler=self.accelerator.scaler)
         self.accelerator.wait_for_everyone()
 
     def evaluate(self, model: torch.nn.Module, dataset: Dataset, collate: Any, vocab: Any) -> dict[str, Any]:
@@ -143,13 +157,20 @@ class Trainer:
     ) -> Progress:
         cfg, acc = self.config, self.accelerator
         set_seed(cfg.seed)
+        last = self.run_dir / "last"
         if self.is_main:
+            for name in ("last", "best"):
+                recover_interrupted(self.run_dir / name)
+            if not resume and (last.exists() or (self.run_dir / "metrics.jsonl").exists()):
+                raise FileExistsError(
+                    f"{self.run_dir} already holds a run: resume it with --resume {self.run_dir}, "
+                    "or choose another --run-dir"
+                )
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.yaml").write_text(dump_config(cfg))
             pipeline.save(self.run_dir)
-        recover_interrupted(self.run_dir / "last")
+        acc.wait_for_everyone()
 
-        last = self.run_dir / "last"
         resuming = resume and last.exists()
         if resume and not resuming:
             log.warning("%s has no checkpoint yet: starting from scratch", self.run_dir)
@@ -166,8 +187,11 @@ class Trainer:
             state = load_trainer_state(last)
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
+            if state.get("scaler") is not None and acc.scaler is not None:
+                acc.scaler.load_state_dict(state["scaler"])
             progress = Progress(**state["progress"])
             set_rng_state(state["rng"])
+            self._truncate_metrics(progress.epoch)
             log.info(
                 "resuming at epoch %d, batch %d (step %d)",
                 progress.epoch,
@@ -183,6 +207,19 @@ class Trainer:
             for sig, handler in previous_handlers.items():
                 signal.signal(sig, handler)
         return progress
+
+    def _truncate_metrics(self, completed_epochs: int) -> None:
+        """Drop metric rows of epochs the checkpoint does not include (a crash after logging, before saving)."""
+        path = self.run_dir / "metrics.jsonl"
+        if not self.is_main or not path.exists():
+            return
+        rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+        kept = [r for r in rows if r["epoch"] <= completed_epochs]
+        if len(kept) != len(rows):
+            path.unlink()
+            (self.run_dir / "metrics.csv").unlink(missing_ok=True)
+            for row in kept:
+                self._write_metrics(row)
 
     def _loop(
         self,
@@ -208,6 +245,9 @@ class Trainer:
                 shuffle=False,
                 collate_fn=pipeline.collate,
                 num_workers=cfg.train.num_workers,
+                # Its own generator: creating the loader must not draw from the global RNG, or a
+                # resumed run (which builds one mid-epoch) would get different dropout masks.
+                generator=torch.Generator().manual_seed(cfg.seed + epoch),
             )
             n_batches = math.ceil(len(order) / cfg.train.batch_size)
             model.train()
@@ -243,7 +283,7 @@ class Trainer:
                     bar.set_postfix(loss=f"{running / seen:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
                     if ckpt_every and progress.global_step % ckpt_every == 0:
                         self._save("last", model, optimizer, scheduler, progress)
-                    if self._stop_signal is not None:
+                    if self._should_stop():
                         self._save("last", model, optimizer, scheduler, progress)
                         bar.close()
                         raise TrainingInterrupted(
@@ -281,7 +321,7 @@ class Trainer:
             self._save("last", model, optimizer, scheduler, progress)
             if self.is_main:
                 log.info("epoch %d: %s", epoch + 1, {k: v for k, v in record.items() if k != "prototypes"})
-            if self._stop_signal is not None:
+            if self._should_stop():
                 raise TrainingInterrupted(
                     f"stopped by signal {self._stop_signal}; resume with --resume {self.run_dir}"
                 )

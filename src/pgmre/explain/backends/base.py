@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Any
 
 from pgmre.explain.types import ExplanationRequest, ExplanationResult
@@ -10,6 +12,12 @@ from pgmre.explain.types import ExplanationRequest, ExplanationResult
 
 class BackendUnavailable(RuntimeError):
     """A backend cannot run here (missing optional package, missing model files, no API key...)."""
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 hex digest of a file's bytes, streamed: a cache-key part independent of its name."""
+    with Path(path).open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 class Backend(ABC):

@@ -45,6 +45,22 @@ def resolve_local_model(name: str | None) -> tuple[str, str | None]:
     return name, None
 
 
+def local_model_id(name: str | None) -> str:
+    """The cache-key ``model`` of a local LM.
+
+    The bundled model keeps its fixed name (the committed explanation artifact is keyed on it); a local
+    file or directory is known by the fingerprint of its weights, configs and tokenizer, so that moving it
+    keeps its explanations and replacing its weights does not; hub ids are kept as given.
+    """
+    if name is None:
+        return BUNDLED_MODEL
+    if Path(name).exists():
+        from pgmre.encoders.feature_cache import weights_fingerprint
+
+        return f"weights:{weights_fingerprint(name)}"
+    return name
+
+
 class LocalBackend(Backend):
     name = "local"
 
@@ -59,7 +75,7 @@ class LocalBackend(Backend):
     ) -> None:
         self.prompt = template
         self.template = template.version
-        self.model = BUNDLED_MODEL if model is None else model
+        self.model = local_model_id(model)
         self._model_name = model
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size

@@ -98,9 +98,12 @@ class OpenAIBackend(Backend):
         self.template = template.version
         self.model = cfg.model
         self.max_new_tokens = max_new_tokens
-        self.settings = {"max_tokens": max_new_tokens, "temperature": cfg.temperature}
+        base_url = cfg.base_url.rstrip("/")
+        # The server is part of what produced an explanation: the same model name on another server
+        # (a local vLLM, another provider) is another model.
+        self.settings = {"max_tokens": max_new_tokens, "temperature": cfg.temperature, "base_url": base_url}
         self.chunk_size = cfg.concurrency * 4
-        self.url = cfg.base_url.rstrip("/") + "/chat/completions"
+        self.url = base_url + "/chat/completions"
 
     def _headers(self) -> dict[str, str]:
         key = os.environ.get(self.cfg.api_key_env)

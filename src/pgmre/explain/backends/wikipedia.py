@@ -14,7 +14,7 @@ import unicodedata
 from pathlib import Path
 from typing import Any
 
-from pgmre.explain.backends.base import Backend, BackendUnavailable
+from pgmre.explain.backends.base import Backend, BackendUnavailable, file_sha256
 from pgmre.explain.text import clean_explanation
 from pgmre.explain.types import ExplanationRequest, ExplanationResult
 
@@ -119,6 +119,14 @@ class WikipediaIndex:
         return None
 
 
+def summaries_id(path: Path) -> str:
+    """The cache-key ``model`` of a summaries file: ``file-sha256:`` and its content hash."""
+    try:
+        return f"file-sha256:{file_sha256(path)[:16]}"
+    except OSError as err:
+        raise BackendUnavailable(f"{path}: cannot read the wikipedia summaries: {err}") from err
+
+
 class WikipediaBackend(Backend):
     name = "wikipedia"
     template = "-"  # no prompt: the summary does not depend on a template
@@ -127,7 +135,9 @@ class WikipediaBackend(Backend):
     def __init__(self, max_tokens: int, summaries: str | Path | None = None) -> None:
         self.max_tokens = max_tokens
         self._path = Path(summaries) if summaries else None
-        self.model = f"file:{self._path.name}" if self._path else BUNDLED_MODEL
+        # A summaries file is known by its content (hashed once here), not by its name; the bundled one
+        # keeps its fixed name, which the committed explanation artifact is keyed on.
+        self.model = summaries_id(self._path) if self._path else BUNDLED_MODEL
         self.settings = {"max_tokens": max_tokens, "normaliser": 1}
         self._index: WikipediaIndex | None = None
 

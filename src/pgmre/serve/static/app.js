@@ -35,11 +35,17 @@ async function loadInfo() {
   $("top-k").max = String(labels.labels.length);
 }
 
+// The browser counts UTF-16 code units; the server counts characters (code points), which differ
+// from the first emoji or other character outside the Basic Multilingual Plane.
+function codePoints(text) {
+  return Array.from(text).length;
+}
+
 function mark(role) {
   const area = $("text");
-  const start = area.selectionStart;
-  const end = area.selectionEnd;
-  const selected = area.value.slice(start, end);
+  const selected = area.value.slice(area.selectionStart, area.selectionEnd);
+  const start = codePoints(area.value.slice(0, area.selectionStart));
+  const end = start + codePoints(selected);
   if (end <= start || selected.trim() === "") {
     showError(`select the ${role} entity's words in the text first`);
     return;
