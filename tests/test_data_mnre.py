@@ -42,6 +42,8 @@ def test_reads_original_format_with_source_and_blank_lines(tmp_path: Path, mnre_
     assert first.img_id == "a.jpg"
     assert first.source == (str(path), 1)
     assert samples[1].source == (str(path), 4)
+    assert samples[1].where == f"{path}:4"  # what error messages point at
+    assert Sample(first.tokens, first.head, first.tail).where == "(no source)"
 
 
 def test_jsonl_by_extension_and_by_content(tmp_path: Path) -> None:

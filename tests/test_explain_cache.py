@@ -207,12 +207,50 @@ def test_artifact_is_imported_once_and_used_without_generation(tmp_path: Path) -
         with ExplanationCache(cfg.cache) as cache:
             cache.export_jsonl(tmp_path / "artifact.jsonl.gz")
     (tmp_path / "b").mkdir()
-    fresh = config(tmp_path / "b", "wikipedia,openai", artifact=str(tmp_path / "artifact.jsonl.gz"))
+    # the same server (base_url is part of the key), the same summaries under another path
+    fresh = config(
+        tmp_path / "b", "wikipedia,openai", server.url, artifact=str(tmp_path / "artifact.jsonl.gz")
+    )
     assert explanations_for(make_samples(), fresh, generate=False) == expected
     with ExplanationCache(fresh.cache) as cache:
         assert import_artifact_once(cache, tmp_path / "artifact.jsonl.gz") == 0
         cache.db.execute("DELETE FROM explanations")
         assert import_artifact_once(cache, tmp_path / "artifact.jsonl.gz") == 0  # same file: not again
+
+
+def test_artifact_is_hashed_once_per_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+    from typing import IO
+
+    from pgmre.explain import runner
+
+    with ExplanationCache(tmp_path / "a.sqlite") as cache:
+        cache.record(PRODUCER, [ExplanationResult(ExplanationRequest("Paris", "p"), text="A city.")])
+        cache.export_jsonl(tmp_path / "artifact.jsonl.gz")
+    hashed: list[str] = []
+    real = hashlib.file_digest
+
+    def counting(handle: IO[bytes], digest: str) -> hashlib._Hash:
+        hashed.append(handle.name)
+        return real(handle, digest)
+
+    monkeypatch.setattr(runner.hashlib, "file_digest", counting)
+    monkeypatch.setattr(runner, "_ARTIFACT_DIGESTS", {})
+    artifact = tmp_path / "artifact.jsonl.gz"
+    with ExplanationCache(tmp_path / "b.sqlite") as cache:
+        assert import_artifact_once(cache, artifact) == 1
+        for _ in range(3):  # as every served batch does
+            assert import_artifact_once(cache, artifact) == 0
+    assert len(hashed) == 1
+    with ExplanationCache(tmp_path / "c.sqlite") as other:  # another cache still gets it, unhashed
+        assert import_artifact_once(other, artifact) == 1
+    assert len(hashed) == 1
+    with ExplanationCache(tmp_path / "a.sqlite") as cache:
+        cache.record(PRODUCER, [ExplanationResult(ExplanationRequest("Rome", "p"), text="A city.")])
+        cache.export_jsonl(artifact)  # a changed file is hashed and imported again
+    with ExplanationCache(tmp_path / "b.sqlite") as cache:
+        assert import_artifact_once(cache, artifact) == 1
+    assert len(hashed) == 2
 
 
 def test_explainer_dedupes_and_counts(tmp_path: Path) -> None:

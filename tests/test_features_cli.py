@@ -28,6 +28,8 @@ def write_config(tmp_path: Path, data: SyntheticDataset, text_encoder: Path, **v
         "visual": {"feature_cache": str(tmp_path / "features"), "device": "cpu", **visual},
         "model": {"use_explanations": False, "use_apm": False},
     }
+    if visual.get("source") == "none":
+        config["model"].update({"use_visual": False, "use_rpm": False})
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     return path

@@ -58,7 +58,7 @@ def body_of(sample: Sample) -> dict:
 def test_health_labels_and_page(caption_client: TestClient, caption_predictor: Predictor) -> None:
     health = caption_client.get("/health").json()
     assert health["status"] == "ok"
-    assert health["inputs"] == {"visual": "caption", "explanations": True}
+    assert health["inputs"] == {"visual": "caption", "explanations": True, "generates_explanations": True}
     assert health["limits"]["max_text_chars"] == 300
     assert caption_client.get("/labels").json()["labels"] == caption_predictor.labels
     page = caption_client.get("/")
@@ -114,6 +114,9 @@ def test_multipart_with_image_file(
         ({"json": {"text": "a b", "head": "a", "tail": "b", "colour": "red"}}, 422, "unknown fields ['colour']"),
         ({"json": {"text": "a b", "head": "a", "tail": "b", "top_k": 0}}, 422, "top_k"),
         ({"json": {"text": "a " * 200, "head": "a", "tail": "b"}}, 422, "over the limit of 300"),
+        ({"json": {"text": "a b", "head": "a" * 301, "tail": "b"}}, 422, "head: 301 characters, over the limit"),
+        ({"json": {"text": "a b", "head": "a", "tail": {"name": "b" * 400, "pos": [1, 2]}}}, 422,
+         "tail.name: 400 characters, over the limit of 300"),
         ({"json": {"text": "a b", "head": "a", "tail": "b", "image": "/etc/hostname"}}, 422, "never read"),
         ({"json": {"text": "a b", "head": "a", "tail": "b", "explanations": {"head": "x"}}}, 422, "explanations"),
         ({"content": b"text=a", "headers": {"content-type": "text/plain"}}, 415, "application/json"),
@@ -175,3 +178,40 @@ def test_unexplained_entities_need_explanations(caption_client: TestClient) -> N
     answered = caption_client.post("/predict", json=given)
     assert answered.status_code == 200, answered.text
     assert answered.json()["explanations"] == {"head": "A person.", "tail": "A company that makes widgets."}
+
+
+def test_without_generation_only_cached_or_given_explanations(
+    trained_caption_run: Path, caption_predictor: Predictor, sample: Sample
+) -> None:
+    import sqlite3
+
+    from pgmre.explain import ExplanationsMissing
+
+    cached = caption_predictor.predict(sample.text, sample.head.name, sample.tail.name)  # now in the cache
+    predictor = Predictor.from_pretrained(trained_caption_run, generate_explanations=False)
+    client = TestClient(create_app(predictor, ServeLimits(max_text_chars=300)))
+    assert client.get("/health").json()["inputs"]["generates_explanations"] is False
+    answer = client.post("/predict", json=body_of(sample))
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["explanations"] == json.loads(json.dumps(cached.to_dict()))["explanations"]
+
+    database = predictor.pipeline.config.explain.cache
+
+    def rows() -> tuple[int, int]:
+        with sqlite3.connect(database) as db:
+            return tuple(
+                db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("explanations", "failures")
+            )
+
+    before = rows()
+    body = {"text": "Ingrid Holm founded Zeta Pumps", "head": "Ingrid Holm", "tail": "Zeta Pumps"}
+    refused = client.post("/predict", json=body)
+    assert refused.status_code == 422
+    error = refused.json()["error"]
+    assert "'Ingrid Holm'" in error and "does not generate" in error and "send the explanations" in error
+    assert rows() == before  # nothing generated, no failure recorded for a user's entities
+    with pytest.raises(ExplanationsMissing, match="generate_explanations off"):
+        predictor.predict(body["text"], body["head"], body["tail"])
+    given = client.post("/predict", json={**body, "explanations": ["A person.", "A pump maker."]})
+    assert given.status_code == 200, given.text
+    assert rows() == before

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 
+from pgmre.cli.common import fail
 from pgmre.data.mnre import DataError, ReadResult, read_samples
 from pgmre.labels import RelationVocab
 
@@ -22,12 +23,6 @@ MAX_ERRORS_SHOWN = 20
 Rel2idOption = Annotated[
     Path | None, typer.Option("--rel2id", help="rel2id.json; default: the bundled MNRE relations")
 ]
-
-
-def fail(message: str) -> NoReturn:
-    """Print ``message`` on stderr and exit with status 2 (invalid input)."""
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
 
 
 def relation_vocab(rel2id: Path | None) -> RelationVocab:

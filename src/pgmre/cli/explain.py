@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from pgmre.cli.common import fail
 
 if TYPE_CHECKING:
     from pgmre.config import ExplainConfig
@@ -28,11 +30,6 @@ SetOption = Annotated[
     typer.Option("--set", help="config override key.path=value (repeatable)", show_default=False),
 ]
 CacheOption = Annotated[Path | None, typer.Option("--cache", help="SQLite cache; default: explain.cache")]
-
-
-def fail(message: str) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
 
 
 def explain_config(

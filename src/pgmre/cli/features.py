@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from pgmre.cli.common import fail
 
 if TYPE_CHECKING:
     from pgmre.config import Config
     from pgmre.data.types import Sample
 
 SPLITS = ("train", "dev", "test")
-
-
-def _fail(message: str) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
 
 
 def _samples(cfg: Config, split: str) -> list[Sample]:
@@ -26,7 +23,7 @@ def _samples(cfg: Config, split: str) -> list[Sample]:
     try:
         return load_samples(path, strict=cfg.data.strict, require_relation=False)
     except DataError as err:
-        _fail(str(err))
+        fail(str(err))
 
 
 def _visual(cfg: Config, split: str, samples: list[Sample]) -> None:
@@ -41,9 +38,9 @@ def _visual(cfg: Config, split: str, samples: list[Sample]) -> None:
         provider = build_visual_provider(cfg.visual, cfg.text, split=split, progress=True)
         batch = provider.features(samples)
     except MissingInputError as err:
-        _fail(f"{split}: {err}")
+        fail(f"{split}: {err}")
     except (InputPathError, ValueError, OSError) as err:
-        _fail(f"{split}: {err}")
+        fail(f"{split}: {err}")
     stats = provider.cache_stats
     filled = batch.mask.sum(0).tolist()
     typer.echo(
@@ -95,13 +92,13 @@ def features(
     try:
         cfg = load_config(config, overrides or [])
     except ConfigError as err:
-        _fail(str(err))
+        fail(str(err))
     if split != "all" and split not in SPLITS:
-        _fail(f"--split must be one of {', '.join(SPLITS)} or all, got {split!r}")
+        fail(f"--split must be one of {', '.join(SPLITS)} or all, got {split!r}")
     wanted = SPLITS if split == "all" else (split,)
     chosen = [name for name in wanted if getattr(cfg.data, name)]
     if not chosen:
-        _fail(f"no data.{' / data.'.join(wanted)} path in {config}")
+        fail(f"no data.{' / data.'.join(wanted)} path in {config}")
     for name in chosen:
         samples = _samples(cfg, name)
         _visual(cfg, name, samples)

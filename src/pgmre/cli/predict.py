@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from pgmre.cli.common import fail
 
 if TYPE_CHECKING:
     from pgmre.serve.predictor import Predictor
@@ -19,19 +21,14 @@ DeviceOption = Annotated[
 ]
 
 
-def _fail(message: str) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
-
-
-def _load(run: Path, checkpoint: str, device: str | None) -> Predictor:
+def _load(run: Path, checkpoint: str, device: str | None, generate_explanations: bool = True) -> Predictor:
     from pgmre.config import ConfigError
     from pgmre.serve.predictor import Predictor
 
     try:
-        return Predictor.from_pretrained(run, checkpoint, device)
+        return Predictor.from_pretrained(run, checkpoint, device, generate_explanations=generate_explanations)
     except (FileNotFoundError, ConfigError, ValueError) as err:
-        _fail(str(err))
+        fail(str(err))
 
 
 def predict(
@@ -68,10 +65,10 @@ def predict(
             on_error=lambda message: tqdm.write(message, file=sys.stderr),
         )
     except DataError as err:
-        _fail(str(err))
+        fail(str(err))
     typer.echo(json.dumps(summary.to_dict()))
     if summary.predicted == 0:
-        _fail(f"{input_file}: no line could be predicted ({summary.skipped} skipped)")
+        fail(f"{input_file}: no line could be predicted ({summary.skipped} skipped)")
 
 
 def serve(
@@ -90,6 +87,16 @@ def serve(
     batch_wait_ms: Annotated[
         float, typer.Option(min=0, help="how long a request waits for others to share its batch")
     ] = 5.0,
+    generate_explanations: Annotated[
+        bool,
+        typer.Option(
+            "--generate-explanations/--no-generate-explanations",
+            help="explain entities that are not cached with the run's backend chain, per request: a local "
+            "LM then runs inside the model lock (seconds per batch on a CPU, every request waits) and the "
+            "new entities are written to the explanation cache. Off: cached explanations only; a request "
+            "whose entities are not cached gets 422 and must send its own 'explanations'",
+        ),
+    ] = True,
 ) -> None:
     """Serve the model over HTTP: POST /predict, GET /health, GET /labels, and a web page at /."""
     import uvicorn
@@ -105,8 +112,9 @@ def serve(
             max_text_chars=max_text_chars,
         )
     except ValidationError as err:
-        _fail(str(err))
-    app = create_app(_load(run, checkpoint, device), limits, max_batch=max_batch, max_wait_ms=batch_wait_ms)
+        fail(str(err))
+    predictor = _load(run, checkpoint, device, generate_explanations)
+    app = create_app(predictor, limits, max_batch=max_batch, max_wait_ms=batch_wait_ms)
     uvicorn.run(app, host=host, port=port, log_level="info")
 
 

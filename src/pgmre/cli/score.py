@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from pgmre.cli.data import Rel2idOption, fail, relation_vocab
+from pgmre.cli.common import fail
+from pgmre.cli.data import Rel2idOption, relation_vocab
 from pgmre.data.mnre import DataError, load_samples
 
 

@@ -38,6 +38,11 @@ class Sample:
     def text(self) -> str:
         return " ".join(self.tokens)
 
+    @property
+    def where(self) -> str:
+        """``file:line`` of the sample, for messages; ``(no source)`` when it was not read from a file."""
+        return f"{self.source[0]}:{self.source[1]}" if self.source else "(no source)"
+
     def to_dict(self) -> dict[str, Any]:
         """The MNRE record shape (``token``, ``h``, ``t``, ``img_id``, ``relation``)."""
         record: dict[str, Any] = {

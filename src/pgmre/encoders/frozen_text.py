@@ -12,9 +12,9 @@ import torch
 from pgmre.encoders.text import load_tokenizer, resolve_text_encoder
 
 
-def pick_device(device: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; anything else is passed to ``torch.device``."""
-    if device == "auto":
+def pick_device(device: str | torch.device | None) -> torch.device:
+    """``auto`` or None -> CUDA when available, else CPU; anything else is passed to ``torch.device``."""
+    if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
 

@@ -177,8 +177,9 @@ class EntityMarkerTokenizer:
         n = len(tokens)
         for role, ent in (("head", sample.head), ("tail", sample.tail)):
             if not 0 <= ent.start < ent.end <= n:
-                origin = f"{sample.source[0]}:{sample.source[1]}: " if sample.source else ""
-                raise ValueError(f"{origin}{role} span [{ent.start}, {ent.end}) is outside the {n} tokens")
+                raise ValueError(
+                    f"{sample.where}: {role} span [{ent.start}, {ent.end}) is outside the {n} tokens"
+                )
         if not self.markers:
             h, t = sample.head, sample.tail
             return tokens, (h.start, h.end - 1, t.start, t.end - 1)

@@ -36,9 +36,7 @@ class VisualBatch:
 
 
 def _describe(sample: Sample) -> str:
-    if sample.img_id:
-        return sample.img_id
-    return f"{sample.source[0]}:{sample.source[1]}" if sample.source else "(sample without img_id)"
+    return sample.img_id or f"{sample.where} (no img_id)"
 
 
 class _Provider:

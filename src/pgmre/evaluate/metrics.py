@@ -129,8 +129,7 @@ def score_samples(
     gold: list[str] = []
     for i, sample in enumerate(gold_samples):
         if sample.relation is None:
-            where = f"{sample.source[0]}:{sample.source[1]}" if sample.source else f"position {i}"
-            raise ScoreError(f"gold sample at {where} has no relation")
+            raise ScoreError(f"gold sample {i} at {sample.where} has no relation")
         gold.append(sample.relation)
     report = score(gold, pred_labels, vocab)
     if train_samples is not None:

@@ -37,10 +37,6 @@ def requests_for(samples: Sequence[Sample]) -> list[ExplanationRequest]:
     return requests
 
 
-def _where(sample: Sample) -> str:
-    return f"{sample.source[0]}:{sample.source[1]}" if sample.source else "(no source)"
-
-
 def explanations_for(
     samples: Sequence[Sample],
     cfg: ExplainConfig,
@@ -71,7 +67,7 @@ def explanations_for(
     if absent:
         unique = {normalise(r) for _, r in absent}
         first = "\n".join(
-            f"  {_where(samples[i // 2])}: {'tail' if i % 2 else 'head'} {r.entity!r}" for i, r in absent[:10]
+            f"  {samples[i // 2].where}: {'tail' if i % 2 else 'head'} {r.entity!r}" for i, r in absent[:10]
         )
         why = (
             f"{len(report.failed)} failed (retried on the next run), {len(report.missing)} had no explanation"

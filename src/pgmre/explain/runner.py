@@ -149,11 +149,27 @@ class Explainer:
             backend.close()
 
 
+# (resolved artifact path, mtime_ns, size) -> SHA-256: each served batch and each split looks the artifact
+# up; it is hashed once per process (and again only when the file changes).
+_ARTIFACT_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def _artifact_digest(path: Path) -> str:
+    stat = path.stat()
+    memo = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    digest = _ARTIFACT_DIGESTS.get(memo)
+    if digest is None:
+        with path.open("rb") as handle:
+            digest = hashlib.file_digest(handle, "sha256").hexdigest()
+        _ARTIFACT_DIGESTS[memo] = digest
+    return digest
+
+
 def import_artifact_once(cache: ExplanationCache, artifact: str | Path) -> int:
     """Import a JSONL(.gz) export into the cache unless this exact file was imported before."""
     path = Path(artifact)
     try:
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        digest = _artifact_digest(path)
     except OSError as err:
         raise FileNotFoundError(f"explain.artifact {path}: cannot read: {err}") from err
     marker = f"artifact:{digest}"

@@ -55,7 +55,7 @@ class ServeLimits(BaseModel):
     max_body_bytes: int = Field(10 << 20, ge=1024, description="whole request body")
     max_image_bytes: int = Field(8 << 20, ge=1024, description="one image file")
     max_image_pixels: int = Field(25_000_000, ge=1, description="width x height of one image")
-    max_text_chars: int = Field(2000, ge=1, description="post text, caption, each explanation")
+    max_text_chars: int = Field(2000, ge=1, description="post text, caption, each explanation, entity names")
 
 
 class ApiError(Exception):
@@ -179,6 +179,11 @@ def _check_lengths(body: Mapping[str, Any], limit: int) -> None:
     if size is not None and size > limit:
         raise ApiError(422, f"text: {size} characters, over the limit of {limit}")
     others = {"caption": body.get("caption")}
+    for role in ("head", "tail"):  # a name, or a span whose name is checked against the text
+        entity = body.get(role)
+        others[role] = entity
+        if isinstance(entity, Mapping):
+            others[f"{role}.name"] = entity.get("name")
     explanations = body.get("explanations")
     if isinstance(explanations, Mapping):
         others.update({f"explanations.{k}": v for k, v in explanations.items()})
@@ -240,7 +245,11 @@ def create_app(
         return {
             "status": "ok",
             "model": predictor.name,
-            "inputs": {"visual": predictor.visual_source, "explanations": predictor.uses_explanations},
+            "inputs": {
+                "visual": predictor.visual_source,
+                "explanations": predictor.uses_explanations,
+                "generates_explanations": predictor.uses_explanations and predictor.generate_explanations,
+            },
             "limits": limits.model_dump(),
             "batching": {
                 "max_batch": batcher.max_batch,
@@ -270,7 +279,9 @@ def create_app(
         prepared = await run_in_threadpool(_prepare, predictor, body, image, limits)
         try:
             prediction = await asyncio.wrap_future(batcher.submit(prepared, top_k))
-        except ExplanationsMissing:
+        except ExplanationsMissing as err:
+            if not predictor.generate_explanations:  # the message names only the request's entities
+                raise ApiError(422, str(err)) from None
             raise ApiError(
                 422,
                 "no entity explanation is available for this post from the server's backends; "

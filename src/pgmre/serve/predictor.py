@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from pgmre.data.types import Entity, Sample
+from pgmre.encoders.frozen_text import pick_device
 from pgmre.encoders.images import ImageInput
 from pgmre.evaluate.inference import predict_dataset
 from pgmre.evaluate.report import prediction_records
@@ -96,19 +97,26 @@ class Prediction:
         }
 
 
-def _pick_device(device: str | torch.device | None) -> torch.device:
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 class Predictor:
-    """A trained run ready to predict. Thread-safe: one model, predictions serialised by a lock."""
+    """A trained run ready to predict. Thread-safe: one model, predictions serialised by a lock.
 
-    def __init__(self, pipeline: MREPipeline, model: torch.nn.Module, name: str = "model") -> None:
+    ``generate_explanations``: explanations that are neither given nor cached are generated with the
+    run's backend chain (a local LM runs under the lock, and new entities are written to the explanation
+    cache). When false, only the cache (and the run's artifact) is read, and a post whose explanations
+    are missing raises :class:`~pgmre.explain.ExplanationsMissing`: callers then pass their own.
+    """
+
+    def __init__(
+        self,
+        pipeline: MREPipeline,
+        model: torch.nn.Module,
+        name: str = "model",
+        generate_explanations: bool = True,
+    ) -> None:
         self.pipeline = pipeline
         self.model = model.eval()
         self.name = name
+        self.generate_explanations = generate_explanations
         self._lock = threading.Lock()
         self._backends: list[Any] | None = None
 
@@ -121,17 +129,25 @@ class Predictor:
 
     @classmethod
     def from_pretrained(
-        cls, run_dir: str | Path, checkpoint: str = "best", device: str | torch.device | None = None
+        cls,
+        run_dir: str | Path,
+        checkpoint: str = "best",
+        device: str | torch.device | None = None,
+        generate_explanations: bool = True,
     ) -> Predictor:
-        """Load ``run_dir/checkpoint``; missing visual inputs of new posts become blank slots."""
+        """Load ``run_dir/checkpoint``; missing visual inputs of new posts become blank slots.
+
+        ``generate_explanations=False``: never run the explanation backends (see the class)."""
         run_dir = Path(run_dir)
         pipeline = MREPipeline.from_run(run_dir, overrides=["visual.missing=blank"])
         if not (run_dir / checkpoint).is_dir():
             raise FileNotFoundError(
                 f"{run_dir}: no checkpoint {checkpoint!r} (expected {run_dir / checkpoint}/)"
             )
-        model = pipeline.load_model(run_dir / checkpoint).to(_pick_device(device))
-        return cls(pipeline, model, name=f"{run_dir.name}/{checkpoint}")
+        model = pipeline.load_model(run_dir / checkpoint).to(pick_device(device))
+        return cls(
+            pipeline, model, name=f"{run_dir.name}/{checkpoint}", generate_explanations=generate_explanations
+        )
 
     # ------------------------------------------------------------------ what the run accepts
     @property
@@ -265,12 +281,25 @@ class Predictor:
         pairs: list[tuple[str, str] | None] = [p.explanations for p in prepared]
         todo = [i for i, pair in enumerate(pairs) if pair is None]
         if todo:
-            from pgmre.explain import build_backends, explanations_for
+            from pgmre.explain import ExplanationsMissing, build_backends, explanations_for
 
             cfg = self.pipeline.config.explain
             if self._backends is None:  # kept open: a local LM loads once, not once per call
                 self._backends = build_backends(cfg)
-            found = explanations_for([prepared[i].sample for i in todo], cfg, backends=self._backends)
+            samples = [prepared[i].sample for i in todo]
+            try:
+                found = explanations_for(
+                    samples, cfg, generate=self.generate_explanations, backends=self._backends
+                )
+            except ExplanationsMissing:
+                if self.generate_explanations:
+                    raise
+                names = "; ".join(f"head {s.head.name!r}, tail {s.tail.name!r}" for s in samples[:5])
+                raise ExplanationsMissing(
+                    f"explanations: not all cached for {names}, and this predictor does not generate "
+                    "them (generate_explanations off); send the explanations with the request: "
+                    "explanations={'head': ..., 'tail': ...}"
+                ) from None
             for i, pair in zip(todo, found, strict=True):
                 pairs[i] = pair
         return [pair for pair in pairs if pair is not None]

@@ -6,6 +6,7 @@ its data file (never import the skill). A lookup is context-free: it matches the
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import re
@@ -119,10 +120,19 @@ class WikipediaIndex:
         return None
 
 
+@functools.lru_cache(maxsize=16)
+def _summaries_digest(path: str, mtime_ns: int, size: int) -> str:
+    return file_sha256(path)
+
+
 def summaries_id(path: Path) -> str:
-    """The cache-key ``model`` of a summaries file: ``file-sha256:`` and its content hash."""
+    """The cache-key ``model`` of a summaries file: ``file-sha256:`` and its content hash.
+
+    Hashed once per process while the file is unchanged (a chain is built for every explained batch).
+    """
     try:
-        return f"file-sha256:{file_sha256(path)[:16]}"
+        stat = path.stat()
+        return f"file-sha256:{_summaries_digest(str(path.resolve()), stat.st_mtime_ns, stat.st_size)[:16]}"
     except OSError as err:
         raise BackendUnavailable(f"{path}: cannot read the wikipedia summaries: {err}") from err
 
