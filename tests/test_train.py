@@ -103,6 +103,7 @@ def test_train_then_evaluate(synthetic_dataset: SyntheticDataset, tiny_bert: Pat
         "last/model.safetensors",
         "last/trainer_state.pt",
         "tokenizer/tokenizer.json",
+        "README.md",
     ):
         assert (run / name).exists(), name
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]

@@ -11,6 +11,7 @@ from pgmre.config import Config
 from pgmre.data.mnre import load_split
 from pgmre.pipeline import MREPipeline
 from pgmre.train.checkpoint import Progress
+from pgmre.train.model_card import history_from, write_model_card
 from pgmre.train.trainer import Trainer, make_accelerator
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ def run_training(config: Config, run_dir: str | Path | None = None, resume: bool
     log.info("train: %d samples, dev: %d samples, run dir: %s", len(train_samples), len(dev_samples), run_dir)
     trainer = Trainer(config, run_dir, accelerator=accelerator)
     progress = trainer.fit(pipeline, train_set, dev_set, resume=resume)
-    return TrainSummary(
-        run_dir, progress, time.perf_counter() - started, len(train_samples), len(dev_samples)
-    )
+    seconds = time.perf_counter() - started
+    if trainer.is_main:
+        write_model_card(run_dir, config, history_from(run_dir), seconds)
+    return TrainSummary(run_dir, progress, seconds, len(train_samples), len(dev_samples))

@@ -1,0 +1,81 @@
+"""A Hugging Face-style model card (``README.md``) for a run directory: what was trained, on what, how well."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pgmre.config import Config
+
+METRICS = ("accuracy", "precision", "recall", "f1", "macro_f1")
+
+
+def _variant(config: Config) -> str:
+    """The modules this run uses, in the paper's Table 2 vocabulary."""
+    m = config.model
+    parts = ["text"] + [
+        name
+        for name, on in (
+            ("visual", m.use_visual),
+            ("Ent", m.use_explanations),
+            ("APM", m.use_apm),
+            ("RPM", m.use_rpm),
+        )
+        if on
+    ]
+    name = " + ".join(parts)
+    return f"full PG-MRE ({name})" if len(parts) == 5 else name
+
+
+def write_model_card(run_dir: Path, config: Config, history: list[dict[str, Any]], seconds: float) -> Path:
+    best = max(history, key=lambda r: r.get("dev_f1", -1.0)) if history else {}
+    rows = "\n".join(
+        f"| {r['epoch']} | {r['train_loss']:.4f} | "
+        + " | ".join(f"{r[f'dev_{k}']:.2f}" if f"dev_{k}" in r else "–" for k in METRICS)
+        + f" | {r['epoch_seconds']:.0f} |"
+        for r in history
+    )
+    card = f"""---
+library_name: pgmre
+tags: [multimodal-relation-extraction, pg-mre, mnre]
+---
+
+# PG-MRE run `{run_dir.name}`
+
+- **Model**: {_variant(config)}; text encoder `{config.text.encoder}`; visual source `{config.visual.source}`;
+  k = {config.model.num_attr_prototypes} attribute and t = {config.model.num_rel_prototypes} relation prototypes.
+- **Data**: train `{config.data.train}`, dev `{config.data.dev}`.
+- **Training**: {config.train.epochs} epochs, batch {config.train.batch_size}, lr {config.train.lr}, seed {config.seed};
+  {seconds / 60:.1f} minutes in total. The full configuration is `config.yaml`.
+- **Best checkpoint** (`best/`, selected on dev micro-F1): epoch {best.get("epoch", "–")},
+  dev micro-F1 {best.get("dev_f1", float("nan")):.2f}, accuracy {best.get("dev_accuracy", float("nan")):.2f}.
+
+| epoch | train loss | dev accuracy | dev P | dev R | dev micro-F1 | dev macro-F1 | seconds |
+| --- | --- | --- | --- | --- | --- | --- | --- |
+{rows}
+
+Dev metrics follow the MNRE convention (accuracy over all samples; P/R/F1 micro over samples whose gold
+or predicted relation is not `None`), in percent.
+
+## Use
+
+```python
+from pgmre import Predictor
+
+predictor = Predictor.from_pretrained("{run_dir}")
+print(predictor.predict("text of the post", head="head entity", tail="tail entity"))
+```
+
+Or `pgmre evaluate --run {run_dir} --data FILE`, `pgmre predict`, `pgmre serve --run {run_dir}`.
+"""
+    path = run_dir / "README.md"
+    path.write_text(card)
+    return path
+
+
+def history_from(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
