@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -18,7 +19,10 @@ from typer.testing import CliRunner
 
 from pgmre.cli import app
 from pgmre.config import ConfigError, config_from_dict, load_config
+from pgmre.data.mnre import load_samples
 from pgmre.data.synthetic import SyntheticDataset
+from pgmre.evaluate.inference import predict_dataset
+from pgmre.pipeline import MREPipeline
 from pgmre.train.run import run_training
 from pgmre.train.trainer import epoch_order
 
@@ -110,6 +114,14 @@ def test_train_then_evaluate(synthetic_dataset: SyntheticDataset, tiny_bert: Pat
     assert [r["epoch"] for r in rows] == [1, 2, 3]
     assert rows[-1]["train_loss"] < rows[0]["train_loss"]
     assert summary.progress.best_f1 == max(r["dev_f1"] for r in rows)
+
+    # Length-sorted batched inference returns outputs in dataset order, equal to one-at-a-time inference.
+    pipeline = MREPipeline.from_run(run)
+    model = pipeline.load_model(run / "best")
+    test_set = pipeline.dataset(load_samples(synthetic_dataset.test, pipeline.vocab))
+    batched, single = (predict_dataset(model, test_set, pipeline.collate, batch_size=b) for b in (16, 1))
+    assert np.allclose(batched.probs, single.probs, atol=1e-5)
+    assert (batched.rel_ids == single.rel_ids).all()
 
     result = CliRunner().invoke(
         app,

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 
@@ -43,7 +43,15 @@ def _concat(parts: Sequence[torch.Tensor | None]) -> np.ndarray | None:
     return torch.cat([p for p in parts if p is not None]).cpu().numpy()
 
 
-@torch.no_grad()
+def _length_order(dataset: Dataset) -> list[int] | None:
+    """Indices sorted by text length, so each batch pads little (outputs are put back in order)."""
+    encodings = getattr(dataset, "encodings", None)
+    if encodings is None:
+        return None
+    return sorted(range(len(encodings)), key=lambda i: len(encodings[i]["input_ids"]))
+
+
+@torch.inference_mode()
 def predict_dataset(
     model: nn.Module,
     dataset: Dataset,
@@ -56,7 +64,9 @@ def predict_dataset(
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)  # type: ignore[arg-type]
+    order = _length_order(dataset)
+    ordered = Subset(dataset, order) if order is not None else dataset
+    loader = DataLoader(ordered, batch_size=batch_size, shuffle=False, collate_fn=collate)  # type: ignore[arg-type]
     probs, attr, rel, fused = [], [], [], []
     for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
         batch = move_batch(batch, device)
@@ -67,9 +77,18 @@ def predict_dataset(
         rel.append(out.rel_ids)
         fused.append(out.fused.float())
     model.train(was_training)
-    return Predictions(
+    result = Predictions(
         probs=torch.cat(probs).cpu().numpy() if probs else np.zeros((0, 0), dtype=np.float32),
         attr_ids=_concat(attr),
         rel_ids=_concat(rel),
         fused=torch.cat(fused).cpu().numpy() if fused else np.zeros((0, 0), dtype=np.float32),
+    )
+    if order is None or not order:
+        return result
+    restore = np.argsort(np.asarray(order))
+    return Predictions(
+        probs=result.probs[restore],
+        attr_ids=None if result.attr_ids is None else result.attr_ids[restore],
+        rel_ids=None if result.rel_ids is None else result.rel_ids[restore],
+        fused=result.fused[restore],
     )
