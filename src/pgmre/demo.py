@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pgmre.config import Config, config_from_dict, dump_config
+from pgmre.data.mnre import load_samples
 from pgmre.data.synthetic import make_synthetic_dataset
 
 
@@ -84,14 +85,16 @@ def run_demo(out: str | Path = "runs/demo", epochs: int = 6, n_train: int = 120,
     summary = run_training(config, run_dir)
     evaluation = evaluate_run(run_dir, data.test, train_path=data.train)
 
+    # One held-out test post, given to the Python API as a user would: tokens, entity spans, image file.
     predictor = Predictor.from_pretrained(run_dir)
-    post = next(iter(data.image_dir.glob("*.jpg")))
+    post = next(s for s in load_samples(data.test) if s.relation != "None")
     prediction = predictor.predict(
-        "Maria Lopez signs a new contract with Harbor City FC",
-        head="Maria Lopez",
-        tail="Harbor City FC",
-        image=post,
+        list(post.tokens),
+        head=(post.head.start, post.head.end),
+        tail=(post.tail.start, post.tail.end),
+        image=data.image_dir / str(post.img_id),
     ).to_dict()
+    prediction["gold"] = post.relation
     (root / "prediction.json").write_text(json.dumps(prediction, indent=1))
     return DemoResult(
         summary.run_dir, evaluation.out_dir, evaluation.report, prediction, time.perf_counter() - started

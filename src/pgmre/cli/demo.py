@@ -22,7 +22,10 @@ def demo(
     typer.echo(
         f"test set ({r['n']} samples): accuracy {r['accuracy']:.2f}, micro-F1 {r['f1']:.2f}, macro-F1 {r['macro_f1']:.2f}"
     )
-    typer.echo(f"prediction for a new post: {p['relation']} (p={p['probability']:.2f})")
+    typer.echo(f"post: {' '.join(p['tokens'])}")
+    typer.echo(
+        f"  head {p['head']['name']!r}, tail {p['tail']['name']!r}: predicted {p['relation']} (p={p['probability']:.2f}), gold {p['gold']}"
+    )
     if p.get("explanations"):
         typer.echo(f"  head explanation: {p['explanations']['head']}")
         typer.echo(f"  tail explanation: {p['explanations']['tail']}")
