@@ -127,6 +127,12 @@ def run_experiment(name: str, epochs: int, out: Path, extra: list[str]) -> dict:
             for k, v in report.get("subsets", {}).items()
         },
         "epoch_seconds": [r["epoch_seconds"] for r in history],
+        "dev_f1_per_epoch": [r.get("dev_f1") for r in history],
+        # training-time prototype usage of the last epoch: collapse shows as few used / low perplexity
+        "prototypes": {
+            bank: {k: v for k, v in stats.items() if k != "usage"}
+            for bank, stats in history[-1].get("prototypes", {}).items()
+        },
         "train_wall_seconds_this_invocation": round(train_seconds, 1),
         "eval_wall_seconds": round(eval_seconds, 1),
         "run_dir": str(run),

@@ -24,6 +24,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -115,6 +116,7 @@ def measure_scaling(fractions: list[float]) -> list[dict]:
     for fraction in fractions:
         n = round(MNRE_TRAIN_SIZE * fraction)
         run = ROOT / "runs" / "bench-speed" / f"scaling-{int(fraction * 100)}"
+        shutil.rmtree(run, ignore_errors=True)  # a fresh epoch, never a resumed one
         cmd = [
             sys.executable,
             "-m",
@@ -140,6 +142,7 @@ def measure_scaling(fractions: list[float]) -> list[dict]:
                 "train_samples": n,
                 "epoch_seconds": metrics["epoch_seconds"],
                 "command_wall_seconds": round(wall, 1),
+                "load_average_after": [round(x, 2) for x in os.getloadavg()],
             }
         )
     return rows
@@ -154,6 +157,7 @@ def main() -> None:
     parser.add_argument("--batch1-samples", type=int, default=200)
     parser.add_argument("--train-samples", type=int, help="prepare only the first N training samples")
     parser.add_argument("--scaling", action="store_true", help="real one-epoch runs at 25/50/100%% of train")
+    parser.add_argument("--fractions", nargs="*", type=float, default=[0.25, 0.5, 1.0], help="with --scaling")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -167,7 +171,9 @@ def main() -> None:
     }
     results["load_average_at_start"] = os.getloadavg()
     if args.scaling:
-        results["scaling"] = measure_scaling([0.25, 0.5, 1.0])
+        done = {row["fraction"]: row for row in results.get("scaling", [])}
+        done.update({row["fraction"]: row for row in measure_scaling(args.fractions)})
+        results["scaling"] = [done[f] for f in sorted(done)]
     else:
         variants = results.setdefault("variants", {})
         for variant in args.variants:
