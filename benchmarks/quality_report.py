@@ -177,7 +177,7 @@ def main() -> None:
     ):
         path = fn(exps, args.img / name)
         if path:
-            print(f"\nwrote {path.relative_to(ROOT)}")
+            print(f"\nwrote {path}")
 
 
 if __name__ == "__main__":

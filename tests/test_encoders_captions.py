@@ -168,3 +168,17 @@ def test_bad_caption_files_are_named(files: Path, tiny_bert: Path) -> None:
 def test_more_object_sources_than_slots_is_a_config_error(files: Path) -> None:
     with pytest.raises(ValueError, match="num_objects"):
         build_visual_provider(cfg(files, num_objects=0))
+
+
+def test_pipeline_shows_progress_only_while_filling_a_cold_cache(
+    files: Path, tiny_bert: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pgmre.config import Config, TextConfig
+    from pgmre.pipeline import MREPipeline
+
+    config = Config(text=TextConfig(encoder=str(tiny_bert)), visual=cfg(files, tiny_bert))
+    MREPipeline.from_config(config, progress=True).visual("train").features(posts("a.jpg", "b.jpg"))
+    assert "captions" in capsys.readouterr().err  # the cold pass over 4 captions
+    MREPipeline.from_config(config, progress=True).visual("train").features(posts("a.jpg", "b.jpg"))
+    MREPipeline.from_config(config).visual("dev").features(posts("c.jpg"))  # cold, but progress off
+    assert "captions" not in capsys.readouterr().err

@@ -71,8 +71,16 @@ class MREDataset(Dataset):
 class MREPipeline:
     """Builds datasets, batches and models for one configuration."""
 
-    def __init__(self, config: Config, vocab: RelationVocab, tokenizer_dir: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        vocab: RelationVocab,
+        tokenizer_dir: str | Path | None = None,
+        progress: bool = False,
+    ) -> None:
         self.config = config
+        # progress bars while filling cold feature caches (minutes on MNRE); off for serving
+        self.progress = progress
         self.vocab = vocab
         self.encoder_dir = resolve_text_encoder(config.text.encoder)
         self.tokenizer = EntityMarkerTokenizer(
@@ -86,18 +94,20 @@ class MREPipeline:
 
     # ------------------------------------------------------------------ persistence
     @classmethod
-    def from_config(cls, config: Config) -> MREPipeline:
+    def from_config(cls, config: Config, progress: bool = False) -> MREPipeline:
         vocab = RelationVocab.from_file(config.data.rel2id) if config.data.rel2id else RelationVocab.mnre()
-        return cls(config, vocab)
+        return cls(config, vocab, progress=progress)
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, overrides: list[str] | None = None) -> MREPipeline:
+    def from_run(
+        cls, run_dir: str | Path, overrides: list[str] | None = None, progress: bool = False
+    ) -> MREPipeline:
         run_dir = Path(run_dir)
         if not (run_dir / "config.yaml").exists():
             raise FileNotFoundError(f"{run_dir}: not a pgmre run directory (no config.yaml)")
         config = load_config(run_dir / "config.yaml", overrides)
         vocab = RelationVocab.from_file(run_dir / "rel2id.json")
-        return cls(config, vocab, tokenizer_dir=run_dir / TOKENIZER_DIR)
+        return cls(config, vocab, tokenizer_dir=run_dir / TOKENIZER_DIR, progress=progress)
 
     def save(self, run_dir: str | Path) -> None:
         run_dir = Path(run_dir)
@@ -118,7 +128,9 @@ class MREPipeline:
         if split not in self._visual:
             from pgmre.encoders.visual import build_visual_provider
 
-            self._visual[split] = build_visual_provider(self.config.visual, self.config.text, split=split)
+            self._visual[split] = build_visual_provider(
+                self.config.visual, self.config.text, split=split, progress=self.progress
+            )
         return self._visual[split]
 
     @property
@@ -130,6 +142,7 @@ class MREPipeline:
                 self.encoder_dir,
                 max_length=self.config.text.explanation_max_length,
                 cache_dir=self.config.visual.feature_cache,
+                progress=self.progress,
             )
         return self._frozen_text
 

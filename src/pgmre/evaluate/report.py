@@ -97,7 +97,7 @@ def evaluate_run(
     from pgmre.pipeline import MREPipeline
 
     run_dir = Path(run_dir)
-    pipeline = MREPipeline.from_run(run_dir)
+    pipeline = MREPipeline.from_run(run_dir, progress=progress)
     model = pipeline.load_model(run_dir / checkpoint)
     samples = load_split(str(data_path), pipeline.vocab, pipeline.config.data.strict)
     dataset = pipeline.dataset(samples, split=split)

@@ -38,7 +38,7 @@ def run_training(config: Config, run_dir: str | Path | None = None, resume: bool
     started = time.perf_counter()
     run_dir = Path(run_dir) if run_dir else default_run_dir(config)
     accelerator = make_accelerator(config)
-    pipeline = MREPipeline.from_config(config)
+    pipeline = MREPipeline.from_config(config, progress=True)
     train_samples = load_split(config.data.train, pipeline.vocab, config.data.strict)
     if config.data.max_train_samples:
         train_samples = train_samples[: config.data.max_train_samples]
