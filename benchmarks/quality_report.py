@@ -46,6 +46,18 @@ LABELS = {
     "full-novisual": "PG-MRE without visual input",
 }
 ABLATION = ["text-only", "base", "ent", "ent-apm", "ent-rpm", "full"]
+# (A, B): does B beat A? The steps of Table 2, and PG-MRE against both baselines.
+PAIRS = [
+    ("text-only", "base"),
+    ("base", "ent"),
+    ("ent", "ent-apm"),
+    ("ent", "ent-rpm"),
+    ("ent", "full"),
+    ("base", "full"),
+    ("text-only", "full"),
+    ("full", "full-k8"),
+    ("full", "full-k46"),
+]
 
 
 def _fmt(x: float | None) -> str:
@@ -112,6 +124,38 @@ def _save(fig: plt.Figure, ax: plt.Axes, title: str, out: Path) -> Path:
     return out
 
 
+def _predictions(exp: dict) -> tuple[list[str], list[str]]:
+    path = ROOT / exp["run_dir"] / "eval-val" / "predictions.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r["gold"] for r in rows], [r["relation"] for r in rows]
+
+
+def significance_table(exps: dict, resamples: int) -> str:
+    from pgmre.evaluate.significance import paired_bootstrap
+    from pgmre.labels import RelationVocab
+
+    rows = [
+        "| A → B | F1 A | F1 B | ΔF1 | 95% interval of Δ | p(B not better) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for a, b in PAIRS:
+        if a not in exps or b not in exps:
+            continue
+        (gold, pred_a), (gold_b, pred_b) = _predictions(exps[a]), _predictions(exps[b])
+        assert gold == gold_b, f"{a} and {b} were evaluated on different data"
+        r = paired_bootstrap(gold, pred_a, pred_b, RelationVocab.mnre(), resamples=resamples)
+        lo, hi = r["delta_95"]
+        cells = [
+            f"{a} → {b}",
+            f"{r['f1_a']:.2f}",
+            f"{r['f1_b']:.2f}",
+            f"{r['delta']:+.2f}",
+            f"[{lo:+.2f}, {hi:+.2f}]",
+        ]
+        rows.append("| " + " | ".join([*cells, f"{r['p_b_not_better']:.3f}"]) + " |")
+    return "\n".join(rows)
+
+
 def plot_ablation(exps: dict, out: Path) -> Path | None:
     names = [n for n in ABLATION if n in exps]
     if not names:
@@ -163,11 +207,14 @@ def main() -> None:
     )
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--img", type=Path, default=IMG)
+    parser.add_argument("--resamples", type=int, default=2000, help="paired bootstrap resamples")
     args = parser.parse_args()
     exps = json.loads(args.results.read_text())["experiments"]
     args.img.mkdir(parents=True, exist_ok=True)
     print("### Ablation (Table 2)\n\n" + ablation_table(exps))
     print("\n### Unseen / untokenizable entities (Table 3)\n\n" + subsets_table(exps))
+    print(f"\n### Paired bootstrap on val micro-F1 ({args.resamples} resamples)\n")
+    print(significance_table(exps, args.resamples))
     print("\n### Prototype count and visual source\n")
     print(other_table(exps, [n for n in LABELS if n.startswith("full")]))
     for name, fn in (

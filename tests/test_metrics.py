@@ -121,3 +121,28 @@ def test_read_prediction_labels(tmp_path: Path) -> None:
         path.write_text(content)
         with pytest.raises(ScoreError, match=message):
             read_prediction_labels(path, VOCAB)
+
+
+def test_paired_bootstrap_matches_the_scorer_and_separates_a_clear_winner() -> None:
+    from pgmre.evaluate.significance import paired_bootstrap
+
+    gold = GOLD * 20
+    perfect = list(gold)
+    result = paired_bootstrap(gold, PRED * 20, perfect, VOCAB, resamples=500)
+    assert result["f1_a"] == score(gold, PRED * 20, VOCAB)["f1"] == 54.55
+    assert result["f1_b"] == 100.0 and result["f1_b_95"] == [100.0, 100.0]
+    assert result["delta"] == 45.45 and result["delta_95"][0] > 30
+    assert result["p_b_not_better"] == 0.0
+    assert result["f1_a_95"][0] < 54.55 < result["f1_a_95"][1]
+
+
+def test_paired_bootstrap_of_identical_predictions_is_never_better() -> None:
+    from pgmre.evaluate.significance import paired_bootstrap
+
+    result = paired_bootstrap(GOLD, PRED, PRED, VOCAB, resamples=200, seed=3)
+    assert result["delta"] == 0.0 and result["delta_95"] == [0.0, 0.0]
+    assert result["p_b_not_better"] == 1.0
+    with pytest.raises(ScoreError, match="predictions"):
+        paired_bootstrap(GOLD, PRED, PRED[:-1], VOCAB)
+    with pytest.raises(ScoreError, match="'z'"):
+        paired_bootstrap(GOLD, PRED, ["z"] * len(GOLD), VOCAB)
