@@ -125,3 +125,29 @@ def test_score_errors(tmp_path: Path, synthetic_dataset: SyntheticDataset) -> No
     assert (
         result.exit_code == 2 and "unknown.jsonl:16" in result.stderr and "/per/per/friend" in result.stderr
     )
+
+
+def test_score_against_a_baseline_adds_a_paired_bootstrap(
+    tmp_path: Path, synthetic_dataset: SyntheticDataset
+) -> None:
+    gold_labels = [s.relation or "" for s in load_samples(synthetic_dataset.test)]
+    perfect = _write_pred(tmp_path / "perfect.jsonl", gold_labels)
+    all_none = _write_pred(tmp_path / "none.jsonl", ["None"] * len(gold_labels))
+    args = [
+        "score",
+        "--gold",
+        str(synthetic_dataset.test),
+        "--pred",
+        str(perfect),
+        "--against",
+        str(all_none),
+    ]
+    result = runner.invoke(app, [*args, "--resamples", "200"])
+    assert result.exit_code == 0, result.output
+    against = json.loads(result.stdout)["against"]
+    assert against["baseline"] == str(all_none) and against["resamples"] == 200
+    assert against["f1_a"] == 0.0 and against["f1_b"] == 100.0 and against["p_b_not_better"] == 0.0
+
+    short = _write_pred(tmp_path / "short.jsonl", ["None"] * 3)
+    result = runner.invoke(app, [*args[:5], "--against", str(short)])
+    assert result.exit_code == 2 and "predictions" in result.stderr

@@ -28,6 +28,14 @@ def score_command(
         Path | None,
         typer.Option("--vocab", help="WordPiece vocab.txt defining 'untokenizable'; default: bundled"),
     ] = None,
+    against: Annotated[
+        Path | None,
+        typer.Option(
+            "--against",
+            help="a baseline's predictions JSONL: adds a paired bootstrap of 'pred beats baseline' on micro-F1",
+        ),
+    ] = None,
+    resamples: Annotated[int, typer.Option("--resamples", min=100, help="bootstrap resamples")] = 1000,
 ) -> None:
     """Score predictions: accuracy, micro P/R/F1 over non-None relations, macro-F1, per relation."""
     from pgmre.evaluate.metrics import ScoreError, read_prediction_labels, score_samples
@@ -42,6 +50,15 @@ def score_command(
                 f"{pred} has {len(labels)} predictions but {gold} has {len(gold_samples)} samples"
             )
         report = score_samples(gold_samples, labels, relations, train_samples, vocab)
+        if against is not None:
+            from pgmre.evaluate.significance import paired_bootstrap
+
+            baseline = read_prediction_labels(against, relations)
+            gold_labels = [s.relation or "" for s in gold_samples]
+            report["against"] = {
+                "baseline": str(against),
+                **paired_bootstrap(gold_labels, baseline, labels, relations, resamples=resamples),
+            }
     except (DataError, ScoreError, OSError) as err:
         fail(str(err))
     text = json.dumps(report, indent=2)
