@@ -308,3 +308,30 @@ def test_tiny_full_model_overfits_a_synthetic_set(encoder_dir: Path) -> None:
         optimizer.step()
     predictions = logits(model, batch).argmax(-1)
     assert (predictions == labels).float().mean().item() == 1.0
+
+
+def test_mean_explanation_pooling_replaces_the_pooler_by_the_masked_token_mean(encoder_dir: Path) -> None:
+    batch = make_batch()
+    batch["expl_states"] = torch.randn(B, 2, LE, 20)
+    batch["expl_pooled"] = torch.randn(B, 2, 20)
+    pooler = make_model(encoder_dir, "ent", explanation_encoder="frozen", explanation_dim=20)
+    mean = make_model(
+        encoder_dir, "ent", explanation_encoder="frozen", explanation_dim=20, explanation_pooling="mean"
+    )
+    mean.load_state_dict(pooler.state_dict())  # same weights: only C_S differs
+    states, mask, pooled = mean.eval()._encode_explanations(batch)
+    weights = batch["expl_attention_mask"].unsqueeze(-1).float()
+    expected = (states * weights).sum(2) / weights.sum(2)
+    assert torch.allclose(pooled, expected, atol=1e-6)
+
+    reference = logits(mean, batch)
+    changed = {k: v.clone() for k, v in batch.items()}
+    changed["expl_pooled"] += 5.0  # ignored by mean pooling, used by the pooler
+    changed["expl_states"][batch["expl_attention_mask"] == 0] = 1e3  # padding: ignored by both
+    assert torch.allclose(logits(mean, changed), reference, atol=1e-5)
+    assert not torch.allclose(logits(pooler, changed), logits(pooler, batch), atol=1e-5)
+
+    shared = make_model(encoder_dir, "ent", explanation_pooling="mean").eval()
+    states, mask, pooled = shared._encode_explanations(batch)
+    weights = mask.unsqueeze(-1).float()
+    assert torch.allclose(pooled, (states * weights).sum(2) / weights.sum(2), atol=1e-6)

@@ -132,3 +132,36 @@ def test_stats_report_usage_and_perplexity_then_reset() -> None:
     assert stats["usage"] == [2, 2, 0] and stats["used"] == 2
     assert stats["perplexity"] == pytest.approx(2.0, abs=1e-3)
     assert vq.stats()["usage"] == [0, 0, 0]
+
+
+def _drifted_batches(steps: int, seed: int = 0) -> list[torch.Tensor]:
+    """Four tight clusters that all lie far along e1 from where the bank was initialised."""
+    g = torch.Generator().manual_seed(seed)
+    centres = 50 * torch.eye(8)[0] + 2 * torch.eye(8)[1:5]
+    return [centres.repeat(4, 1) + 0.05 * torch.randn(16, 8, generator=g) for _ in range(steps)]
+
+
+@pytest.mark.parametrize("refresh_steps", [0, 10])
+def test_kmeans_refresh_splits_a_bank_collapsed_by_drift(refresh_steps: int) -> None:
+    torch.manual_seed(0)
+    vq = EMAVectorQuantizer(4, 8, dead_steps=0, refresh_steps=refresh_steps, refresh_buffer=64)
+    vq.train()
+    vq(0.01 * torch.randn(16, 8))  # k-means++ seeds near the origin, then the features move away
+    vq.stats()
+    for batch in _drifted_batches(30):
+        out = vq(batch)
+    stats = vq.stats()
+    if refresh_steps == 0:  # the prototype nearest to the moved cloud takes every feature
+        assert stats["used"] == 1 and stats["perplexity"] == pytest.approx(1.0)
+    else:  # after a refresh each cluster has its own prototype (the last batch: one per cluster)
+        assert len(set(out.indices.view(4, 4)[0].tolist())) == 4
+        assert torch.equal(out.indices.view(4, 4), out.indices.view(4, 4)[:1].expand(4, 4))
+        assert int(vq.updates) == 31 and vq.cluster_size.sum() == pytest.approx(16, rel=0.05)
+
+
+def test_kmeans_refresh_is_skipped_until_the_buffer_holds_k_features() -> None:
+    vq = _bank([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]], refresh_steps=1)
+    before = vq.prototypes.clone()
+    vq.train()
+    vq(torch.tensor([[0.1, 0.0]]))  # one feature < 3 prototypes: nothing to cluster yet
+    assert torch.allclose(vq.prototypes[1:], before[1:])

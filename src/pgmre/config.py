@@ -139,10 +139,20 @@ class ModelConfig(Strict):
     dead_prototype_steps: int = Field(
         200, ge=0, description="re-seed a prototype unused this many steps (0: never)"
     )
+    prototype_refresh_steps: int = Field(
+        0,
+        ge=0,
+        description="reset each prototype bank to k-means centres of recent features this often (0: never)",
+    )
     num_heads: int = Field(8, ge=1)
     dropout: float = Field(0.1, ge=0, lt=1)
     text_pooling: Literal["pooler", "cls", "entity_markers"] = Field(
         "pooler", description="T_S: BERT pooler (paper), [CLS] state, or the two entity-marker states"
+    )
+    explanation_pooling: Literal["pooler", "mean"] = Field(
+        "pooler",
+        description="C_H_S, C_T_S: BERT pooler (paper) or the masked mean of the explanation's token states "
+        "(what sentence-transformer encoders such as MiniLM were trained for; see docs/method.md)",
     )
     rpm_attention: Literal["literal", "with_words"] = Field(
         "with_words",

@@ -150,6 +150,7 @@ class PGMRE(nn.Module):
             commitment_weight=self.cfg.commitment_weight,
             dead_steps=self.cfg.dead_prototype_steps,
             init=self.cfg.prototype_init,
+            refresh_steps=self.cfg.prototype_refresh_steps,
         )
 
     # ------------------------------------------------------------------ forward
@@ -286,6 +287,9 @@ class PGMRE(nn.Module):
             pooled = _require(batch, "expl_pooled", why).to(dtype)
             if self.expl_proj is not None:
                 states, pooled = self.expl_proj(states), self.expl_proj(pooled)
+        if self.cfg.explanation_pooling == "mean":
+            weights = mask.unsqueeze(-1).to(states.dtype)
+            pooled = (states * weights).sum(2) / weights.sum(2).clamp(min=1)
         return states, mask.bool(), pooled
 
     # ------------------------------------------------------------------ parameter groups and logging

@@ -72,6 +72,21 @@ def kmeans_plus_plus(x: Tensor, k: int) -> Tensor:
     return seeds
 
 
+def kmeans(x: Tensor, k: int, iterations: int = 10) -> tuple[Tensor, Tensor]:
+    """Lloyd's k-means from k-means++ seeds: ``(centres [k, D], members per centre [k])``.
+
+    A centre that loses all its members keeps its previous position.
+    """
+    centres = kmeans_plus_plus(x, k)
+    for _ in range(iterations):
+        assign = squared_distances(x, centres).argmin(1)
+        counts = torch.bincount(assign, minlength=k).float()
+        sums = torch.zeros_like(centres).index_add_(0, assign, x)
+        centres = torch.where(counts[:, None] > 0, sums / counts.clamp_min(1)[:, None], centres)
+    counts = torch.bincount(squared_distances(x, centres).argmin(1), minlength=k).float()
+    return centres, counts
+
+
 class EMAVectorQuantizer(nn.Module):
     """Nearest-prototype assignment with straight-through gradients and EMA prototype updates.
 
@@ -80,6 +95,10 @@ class EMAVectorQuantizer(nn.Module):
     feature chose for this many training steps is re-seeded to a random feature of the current batch
     (0 disables it). ``init="data"``: the bank starts from k-means++ picks of the first training batch
     (random noise of the wrong scale tends to leave all features on one prototype).
+    ``refresh_steps``: every this many training steps, the whole bank is reset to k-means centres of the
+    last ``refresh_buffer`` training features (0 disables it). While the encoder and MLPs move fast,
+    the one prototype nearest to the drifting feature cloud can take every assignment and the EMA
+    alone never splits it again; a k-means reset does (measured in benchmarks/prototype_usage.py).
     """
 
     def __init__(
@@ -91,6 +110,8 @@ class EMAVectorQuantizer(nn.Module):
         dead_steps: int = 200,
         init: Literal["data", "random"] = "data",
         eps: float = 1e-5,
+        refresh_steps: int = 0,
+        refresh_buffer: int = 1024,
     ) -> None:
         super().__init__()
         self.num_prototypes = num_prototypes
@@ -99,12 +120,18 @@ class EMAVectorQuantizer(nn.Module):
         self.commitment_weight = commitment_weight
         self.dead_steps = dead_steps
         self.eps = eps
+        self.refresh_steps = refresh_steps
+        self.refresh_buffer = refresh_buffer
+        self._recent: list[Tensor] = []  # the latest training features, for refresh (not saved)
         prototypes = torch.randn(num_prototypes, dim)
         self.register_buffer("prototypes", prototypes)  # eq. (3) / eq. (12)
         self.register_buffer("cluster_size", torch.ones(num_prototypes))
         self.register_buffer("embed_sum", prototypes.clone())
         self.register_buffer("initialised", torch.tensor(init == "random"))
         self.register_buffer("steps_unused", torch.zeros(num_prototypes, dtype=torch.long))
+        # training steps seen (not saved: checkpoints stay loadable across versions; after a resume
+        # the refresh schedule restarts)
+        self.register_buffer("updates", torch.zeros((), dtype=torch.long), persistent=False)
         # Training-time assignment counts since the last read of stats(); logging only, not saved.
         self.register_buffer("usage", torch.zeros(num_prototypes), persistent=False)
 
@@ -113,6 +140,7 @@ class EMAVectorQuantizer(nn.Module):
     embed_sum: Tensor
     initialised: Tensor
     steps_unused: Tensor
+    updates: Tensor
     usage: Tensor
 
     def extra_repr(self) -> str:
@@ -178,6 +206,28 @@ class EMAVectorQuantizer(nn.Module):
         self.steps_unused.copy_(torch.where(used, torch.zeros_like(self.steps_unused), self.steps_unused + 1))
         if self.dead_steps > 0 and bool(used.any()):
             self._reseed(self.steps_unused >= self.dead_steps, x)
+        self.updates += 1
+        if self.refresh_steps > 0:
+            self._recent.append(x)
+            while sum(len(t) for t in self._recent) - len(self._recent[0]) >= self.refresh_buffer:
+                self._recent.pop(0)
+            if int(self.updates) % self.refresh_steps == 0:
+                self._refresh()
+
+    @torch.no_grad()
+    def _refresh(self) -> None:
+        """Reset the bank to k-means centres of the recent features (rank 0's, broadcast under DDP)."""
+        recent = torch.cat(self._recent) if self._recent else self.prototypes[:0]
+        if len(recent) < self.num_prototypes:
+            return
+        centres, members = kmeans(recent, self.num_prototypes)
+        # EMA statistics in per-step units, so the next updates weigh the refreshed centres as usual
+        size = (members / len(self._recent)).clamp_min(self.eps)
+        self.prototypes.copy_(centres)
+        self.cluster_size.copy_(size)
+        self.embed_sum.copy_(centres * size[:, None])
+        self.steps_unused.zero_()
+        self._sync_from_rank0()
 
     @torch.no_grad()
     def _reseed(self, dead: Tensor, x: Tensor) -> None:

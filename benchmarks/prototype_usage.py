@@ -1,0 +1,100 @@
+"""Do the prototype banks collapse? Codebook usage of the full model under different quantiser settings.
+
+A cheap probe of issue 7's "prototype collapse": each setting trains the full model of
+``configs/cpu.yaml`` for one epoch on the first ``--samples`` MNRE training samples (no dev evaluation,
+one torch thread so it can run beside a long job) and records, per bank, how many prototypes were
+chosen, the codebook perplexity ``exp(entropy)`` of the assignments (23 = uniform over k = t = 23,
+1 = everything on one prototype) and the share of the most used prototype. It measures usage, not
+F1. Finished runs are collected, not retrained. Results: ``benchmarks/results/prototype_usage.json``.
+
+    python benchmarks/prototype_usage.py
+    python benchmarks/prototype_usage.py --only paper refresh-100
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "prototype_usage.json"
+# The quality benchmark's short-schedule recipe (benchmarks/mnre_quality.py, docs/results.md).
+RECIPE = ["train.lr=5e-5", "train.head_lr=5e-4"]
+
+SETTINGS: dict[str, list[str]] = {
+    "paper": [],  # EMA, k-means++ init on the first batch, commitment 0.25, pooler C_S
+    "explanation-mean-pooling": ["model.explanation_pooling=mean"],
+    "no-commitment": ["model.commitment_weight=0"],
+    "refresh-100": ["model.prototype_refresh_steps=100"],
+}
+
+
+def run_setting(name: str, samples: int, out: Path) -> dict:
+    run = out / name
+    if not (run / "metrics.jsonl").exists():
+        cmd = [
+            sys.executable,
+            "-m",
+            "pgmre.cli",
+            "train",
+            "--config",
+            "configs/cpu.yaml",
+            "--variant",
+            "full",
+            "--run-dir",
+            str(run),
+            "train.epochs=1",
+            "data.dev=null",
+            f"data.max_train_samples={samples}",
+            *RECIPE,
+            *SETTINGS[name],
+        ]
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        with open(out / f"{name}.log", "w") as log:
+            subprocess.run(cmd, check=True, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    record = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    banks = {}
+    for bank, stats in record["prototypes"].items():
+        usage = stats["usage"]
+        banks[bank] = {
+            "used": stats["used"],
+            "of": len(usage),
+            "perplexity": stats["perplexity"],
+            "top_share": round(max(usage) / max(sum(usage), 1), 4),
+        }
+    return {
+        "overrides": SETTINGS[name],
+        "samples": samples,
+        "steps": record["step"],
+        "epoch_seconds": record["epoch_seconds"],
+        "banks": banks,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--only", nargs="*", choices=list(SETTINGS), help="settings (default: all)")
+    parser.add_argument("--samples", type=int, default=2000)
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-prototypes")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"settings": {}}
+    results["recipe"] = RECIPE
+    for name in args.only or list(SETTINGS):
+        print(f"== {name}", flush=True)
+        results["settings"][name] = run_setting(name, args.samples, args.out)
+        results["updated"] = time.strftime("%Y-%m-%d %H:%M:%S")
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(results, indent=1))
+        print(json.dumps(results["settings"][name]["banks"]), flush=True)
+
+
+if __name__ == "__main__":
+    main()
