@@ -46,6 +46,8 @@ EXPERIMENTS: dict[str, tuple[str, str, list[str]]] = {
         )
         for source in ("cogvlm", "minicpm", "blip")
     },
+    # the fix tried for the prototype collapse found in "full" (docs/results.md, prototype_usage.py)
+    "full-refresh100": ("fixes", "full", ["model.prototype_refresh_steps=100"]),
     "full-novisual": (
         "visual",
         "full",
@@ -143,7 +145,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--group", choices=["ablation", "prototypes", "visual", "all"], default="all")
+    parser.add_argument(
+        "--group", choices=["ablation", "prototypes", "visual", "fixes", "all"], default="all"
+    )
     parser.add_argument("--only", nargs="*", help="experiment names (default: the whole group)")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench")

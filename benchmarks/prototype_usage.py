@@ -76,6 +76,41 @@ def run_setting(name: str, samples: int, out: Path) -> dict:
     }
 
 
+def explanation_spread(every: int = 95, limit: int = 200) -> dict:
+    """Mean pairwise cosine of frozen MiniLM explanation features: pooler vs [CLS] vs token mean.
+
+    Near-identical inputs to the attribute MLP would explain an attribute bank on one prototype.
+    """
+    import gzip
+
+    import torch
+    import torch.nn.functional as F
+    from transformers import AutoModel, AutoTokenizer
+
+    from pgmre.encoders.text import resolve_text_encoder
+
+    artifact = ROOT / "artifacts" / "explanations" / "mnre_train_val.v1.wikipedia-local.jsonl.gz"
+    with gzip.open(artifact, "rt") as fh:
+        texts = [json.loads(line)["explanation"] for line in fh][::every][:limit]
+    encoder = resolve_text_encoder("bundled:minilm")
+    tokenizer, model = AutoTokenizer.from_pretrained(encoder), AutoModel.from_pretrained(encoder).eval()
+    batch = tokenizer(texts, padding=True, truncation=True, max_length=40, return_tensors="pt")
+    with torch.inference_mode():
+        out = model(**batch)
+    mask = batch["attention_mask"].unsqueeze(-1).float()
+    features = {
+        "pooler": out.pooler_output,
+        "cls": out.last_hidden_state[:, 0],
+        "mean": (out.last_hidden_state * mask).sum(1) / mask.sum(1),
+    }
+    spread = {}
+    for name, x in features.items():
+        unit = F.normalize(x, dim=-1)
+        cos = (unit @ unit.T)[~torch.eye(len(x), dtype=torch.bool)]
+        spread[name] = {"mean_cosine": round(float(cos.mean()), 3), "min_cosine": round(float(cos.min()), 3)}
+    return {"explanations": len(texts), "encoder": "bundled:minilm", "features": spread}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -83,10 +118,16 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", choices=list(SETTINGS), help="settings (default: all)")
     parser.add_argument("--samples", type=int, default=2000)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-prototypes")
+    parser.add_argument("--spread", action="store_true", help="only the explanation-feature spread check")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"settings": {}}
     results["recipe"] = RECIPE
+    if args.spread:
+        results["explanation_spread"] = explanation_spread()
+        RESULTS.write_text(json.dumps(results, indent=1))
+        print(json.dumps(results["explanation_spread"]))
+        return
     for name in args.only or list(SETTINGS):
         print(f"== {name}", flush=True)
         results["settings"][name] = run_setting(name, args.samples, args.out)

@@ -44,6 +44,7 @@ LABELS = {
     "full-minicpm": "PG-MRE, MiniCPM-V caption only",
     "full-blip": "PG-MRE, BLIP caption only",
     "full-novisual": "PG-MRE without visual input",
+    "full-refresh100": "PG-MRE, k-means refresh every 100 steps",
 }
 ABLATION = ["text-only", "base", "ent", "ent-apm", "ent-rpm", "full"]
 # (A, B): does B beat A? The steps of Table 2, and PG-MRE against both baselines.
@@ -57,6 +58,8 @@ PAIRS = [
     ("text-only", "full"),
     ("full", "full-k8"),
     ("full", "full-k46"),
+    ("full", "full-refresh100"),
+    ("base", "full-refresh100"),
 ]
 
 
