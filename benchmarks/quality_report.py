@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "mnre_quality.json"
+PROBE = ROOT / "benchmarks" / "results" / "prototype_usage.json"
 IMG = ROOT / "docs" / "img"
 
 # Zhang et al., AAAI 2025, MNRE test: Table 2 (accuracy, P, R, F1) and Table 3 (accuracy on US / UT).
@@ -127,6 +128,22 @@ def _save(fig: plt.Figure, ax: plt.Axes, title: str, out: Path) -> Path:
     return out
 
 
+def probe_table(probe: dict) -> str:
+    rows = [
+        "| setting | steps | attr used | attr perplexity | attr top share | rel used | rel perplexity | rel top share |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    settings = probe["settings"]
+    for name in sorted(settings, key=lambda n: (n != "paper", n)):  # the defaults first
+        run = settings[name]
+        cells = [f"`{name}` " + (" ".join(run["overrides"]) or "(defaults)"), str(run["steps"])]
+        for bank in ("attr", "rel"):
+            b = run["banks"][bank]
+            cells += [f"{b['used']}/{b['of']}", f"{b['perplexity']:.2f}", f"{100 * b['top_share']:.0f}%"]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
 def _predictions(exp: dict) -> tuple[list[str], list[str]]:
     path = ROOT / exp["run_dir"] / "eval-val" / "predictions.jsonl"
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -220,6 +237,8 @@ def main() -> None:
     print(significance_table(exps, args.resamples))
     print("\n### Prototype count and visual source\n")
     print(other_table(exps, [n for n in LABELS if n.startswith("full")]))
+    if PROBE.exists():
+        print("\n### Prototype usage probe\n\n" + probe_table(json.loads(PROBE.read_text())))
     for name, fn in (
         ("quality_ablation.png", plot_ablation),
         ("quality_curves.png", plot_curves),
