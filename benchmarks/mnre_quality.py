@@ -46,6 +46,8 @@ EXPERIMENTS: dict[str, tuple[str, str, list[str]]] = {
         )
         for source in ("cogvlm", "minicpm", "blip")
     },
+    # +Ent with the entity name as its explanation: the architecture without the LLM's knowledge
+    "ent-names": ("controls", "ent", ["explain.backend=name", "explain.artifact=null"]),
     # the fix tried for the prototype collapse found in "full" (docs/results.md, prototype_usage.py)
     "full-refresh100": ("fixes", "full", ["model.prototype_refresh_steps=100"]),
     "full-novisual": (
@@ -146,7 +148,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--group", choices=["ablation", "prototypes", "visual", "fixes", "all"], default="all"
+        "--group", choices=["ablation", "prototypes", "visual", "controls", "fixes", "all"], default="all"
     )
     parser.add_argument("--only", nargs="*", help="experiment names (default: the whole group)")
     parser.add_argument("--epochs", type=int, default=3)

@@ -46,12 +46,14 @@ LABELS = {
     "full-blip": "PG-MRE, BLIP caption only",
     "full-novisual": "PG-MRE without visual input",
     "full-refresh100": "PG-MRE, k-means refresh every 100 steps",
+    "ent-names": "Base+Ent, entity names as explanations (control)",
 }
-ABLATION = ["text-only", "base", "ent", "ent-apm", "ent-rpm", "full"]
+ABLATION = ["text-only", "base", "ent-names", "ent", "ent-apm", "ent-rpm", "full"]
 # (A, B): does B beat A? The steps of Table 2, and PG-MRE against both baselines.
 PAIRS = [
     ("text-only", "base"),
     ("base", "ent"),
+    ("ent-names", "ent"),
     ("ent", "ent-apm"),
     ("ent", "ent-rpm"),
     ("ent", "full"),

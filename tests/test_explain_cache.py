@@ -271,3 +271,11 @@ def test_explainer_dedupes_and_counts(tmp_path: Path) -> None:
             .fetchall()
         )
     assert rows == [("Paris", None, "-")]
+
+
+def test_name_backend_is_a_knowledge_free_control_kept_apart_in_the_cache(tmp_path: Path) -> None:
+    wiki = explanations_for(make_samples(), config(tmp_path, "wikipedia,name"))
+    assert wiki[0] == ("Messi", "Barcelona is a city in Spain.")  # no article for Messi: his name
+    names = explanations_for(make_samples(), config(tmp_path, "name"))  # same cache file
+    assert names == [("Messi", "Barcelona"), ("Barcelona", "Messi"), ("Zidane", "Paris")]
+    assert explanations_for(make_samples(), config(tmp_path, "name"), generate=False) == names

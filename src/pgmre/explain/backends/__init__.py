@@ -10,14 +10,16 @@ from pgmre.explain.prompts import get_template
 if TYPE_CHECKING:
     from pgmre.config import ExplainConfig
 
-BACKEND_NAMES = ("openai", "local", "wikipedia")
+BACKEND_NAMES = ("openai", "local", "wikipedia", "name")
 
 
 def parse_chain(spec: str) -> list[str]:
     """``"wikipedia,local"`` -> ``["wikipedia", "local"]``, checked."""
     names = [part.strip() for part in spec.split(",") if part.strip()]
     if not names:
-        raise ValueError("explain.backend is empty: name a backend (openai, local, wikipedia) or a chain")
+        raise ValueError(
+            "explain.backend is empty: name a backend (openai, local, wikipedia, name) or a chain"
+        )
     for name in names:
         if name not in BACKEND_NAMES:
             raise ValueError(f"unknown explanation backend {name!r}; known: {', '.join(BACKEND_NAMES)}")
@@ -39,6 +41,10 @@ def build_backend(name: str, cfg: ExplainConfig) -> Backend:
         return LocalBackend(
             template, cfg.local_model, cfg.max_new_tokens, cfg.batch_size, cfg.local_device, cfg.local_threads
         )
+    if name == "name":
+        from pgmre.explain.backends.name import NameBackend
+
+        return NameBackend()
     if name == "openai":
         from pgmre.explain.backends.openai import OpenAIBackend
 
