@@ -118,6 +118,11 @@ def run_experiment(name: str, epochs: int, out: Path, extra: list[str]) -> dict:
     )
     report = json.loads((eval_dir / "report.json").read_text())
     history = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    predictions = [
+        json.loads(line)["relation"]
+        for line in (eval_dir / "predictions.jsonl").read_text().splitlines()
+        if line.strip()
+    ]
     return {
         "name": name,
         "group": group,
@@ -140,6 +145,8 @@ def run_experiment(name: str, epochs: int, out: Path, extra: list[str]) -> dict:
         "train_wall_seconds_this_invocation": round(train_seconds, 1),
         "eval_wall_seconds": round(eval_seconds, 1),
         "run_dir": str(run),
+        # val predictions in val order: paired significance tests without the (uncommitted) run dirs
+        "val_predictions": predictions,
     }
 
 

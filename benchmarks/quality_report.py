@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "mnre_quality.json"
+VAL = ROOT / ".." / "shared" / "data" / "mnre" / "mnre_val.txt"
 PROBE = ROOT / "benchmarks" / "results" / "prototype_usage.json"
 IMG = ROOT / "docs" / "img"
 
@@ -130,6 +131,12 @@ def _save(fig: plt.Figure, ax: plt.Axes, title: str, out: Path) -> Path:
     return out
 
 
+def _gold(path: Path) -> list[str]:
+    from pgmre.data.mnre import load_samples
+
+    return [s.relation or "" for s in load_samples(path, require_image=False)]
+
+
 def probe_table(probe: dict) -> str:
     rows = [
         "| setting | steps | attr used | attr perplexity | attr top share | rel used | rel perplexity | rel top share |",
@@ -146,13 +153,14 @@ def probe_table(probe: dict) -> str:
     return "\n".join(rows)
 
 
-def _predictions(exp: dict) -> tuple[list[str], list[str]]:
+def _predictions(exp: dict) -> list[str]:
+    if "val_predictions" in exp:
+        return exp["val_predictions"]
     path = ROOT / exp["run_dir"] / "eval-val" / "predictions.jsonl"
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r["gold"] for r in rows], [r["relation"] for r in rows]
+    return [json.loads(line)["relation"] for line in path.read_text().splitlines() if line.strip()]
 
 
-def significance_table(exps: dict, resamples: int) -> str:
+def significance_table(exps: dict, resamples: int, gold: list[str]) -> str:
     from pgmre.evaluate.significance import paired_bootstrap
     from pgmre.labels import RelationVocab
 
@@ -163,8 +171,7 @@ def significance_table(exps: dict, resamples: int) -> str:
     for a, b in PAIRS:
         if a not in exps or b not in exps:
             continue
-        (gold, pred_a), (gold_b, pred_b) = _predictions(exps[a]), _predictions(exps[b])
-        assert gold == gold_b, f"{a} and {b} were evaluated on different data"
+        pred_a, pred_b = _predictions(exps[a]), _predictions(exps[b])
         r = paired_bootstrap(gold, pred_a, pred_b, RelationVocab.mnre(), resamples=resamples)
         lo, hi = r["delta_95"]
         cells = [
@@ -229,6 +236,7 @@ def main() -> None:
     )
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--img", type=Path, default=IMG)
+    parser.add_argument("--val", type=Path, default=VAL, help="the gold file the runs were scored on")
     parser.add_argument("--resamples", type=int, default=2000, help="paired bootstrap resamples")
     args = parser.parse_args()
     exps = json.loads(args.results.read_text())["experiments"]
@@ -236,7 +244,7 @@ def main() -> None:
     print("### Ablation (Table 2)\n\n" + ablation_table(exps))
     print("\n### Unseen / untokenizable entities (Table 3)\n\n" + subsets_table(exps))
     print(f"\n### Paired bootstrap on val micro-F1 ({args.resamples} resamples)\n")
-    print(significance_table(exps, args.resamples))
+    print(significance_table(exps, args.resamples, _gold(args.val)))
     print("\n### Prototype count and visual source\n")
     print(other_table(exps, [n for n in LABELS if n.startswith("full")]))
     if PROBE.exists():
