@@ -222,7 +222,9 @@ def test_resume_after_sigkill_matches_uninterrupted(
 def test_two_process_gloo_training_writes_once(
     synthetic_dataset: SyntheticDataset, tiny_bert: Path, tmp_path: Path
 ) -> None:
-    raw = tiny_config(synthetic_dataset, tiny_bert, tmp_path, train={"epochs": 2})
+    # k-means refreshes at steps 2, 4, 6: each rank clusters its own features, rank 0's bank is broadcast
+    model = {"prototype_refresh_steps": 2}
+    raw = tiny_config(synthetic_dataset, tiny_bert, tmp_path, train={"epochs": 2}, model=model)
     config_path = tmp_path / "config.yaml"
     config_path.write_text(yaml.safe_dump(raw))
     run = tmp_path / "ddp"

@@ -218,16 +218,16 @@ class EMAVectorQuantizer(nn.Module):
     def _refresh(self) -> None:
         """Reset the bank to k-means centres of the recent features (rank 0's, broadcast under DDP)."""
         recent = torch.cat(self._recent) if self._recent else self.prototypes[:0]
-        if len(recent) < self.num_prototypes:
-            return
-        centres, members = kmeans(recent, self.num_prototypes)
-        # EMA statistics in per-step units, so the next updates weigh the refreshed centres as usual
-        size = (members / len(self._recent)).clamp_min(self.eps)
-        self.prototypes.copy_(centres)
-        self.cluster_size.copy_(size)
-        self.embed_sum.copy_(centres * size[:, None])
+        if len(recent) >= self.num_prototypes:  # else too few features to cluster yet: keep the bank
+            centres, members = kmeans(recent, self.num_prototypes)
+            # EMA statistics in per-step units, so the next updates weigh the refreshed centres as usual
+            size = (members / len(self._recent)).clamp_min(self.eps)
+            self.prototypes.copy_(centres)
+            self.cluster_size.copy_(size)
+            self.embed_sum.copy_(centres * size[:, None])
+        # identical on every rank (it drives the collective in _reseed), whatever each decided above
         self.steps_unused.zero_()
-        self._sync_from_rank0()
+        self._sync_from_rank0()  # every rank joins the broadcast
 
     @torch.no_grad()
     def _reseed(self, dead: Tensor, x: Tensor) -> None:
