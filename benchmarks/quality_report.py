@@ -245,7 +245,7 @@ def main() -> None:
     print("\n### Unseen / untokenizable entities (Table 3)\n\n" + subsets_table(exps))
     print(f"\n### Paired bootstrap on val micro-F1 ({args.resamples} resamples)\n")
     print(significance_table(exps, args.resamples, _gold(args.val)))
-    print("\n### Prototype count and visual source\n")
+    print("\n### Prototype count, visual source and the collapse fix\n")
     print(other_table(exps, [n for n in LABELS if n.startswith("full")]))
     if PROBE.exists():
         print("\n### Prototype usage probe\n\n" + probe_table(json.loads(PROBE.read_text())))
