@@ -4,7 +4,7 @@ Prints Markdown tables (pasted into ``docs/results.md``) and writes the figures 
 Only experiments that have been run appear; the paper's numbers are on MNRE *test* with BERT-base,
 ViT and GPT-4o-mini explanations, ours on MNRE *val* with the CPU defaults (see docs/results.md).
 
-    python benchmarks/quality_report.py
+    python benchmarks/quality_report.py --write docs/results.md
 """
 
 from __future__ import annotations
@@ -230,6 +230,15 @@ def plot_prototypes(exps: dict, out: Path) -> Path | None:
     return _save(fig, ax, "Prototype count (Fig. 4)", out)
 
 
+def _replace_block(doc: str, name: str, text: str) -> str:
+    """Put ``text`` between ``<!-- name -->`` and ``<!-- /name -->`` (markers kept)."""
+    start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+    if start not in doc or end not in doc:
+        raise SystemExit(f"the document has no {start} ... {end} block")
+    head, rest = doc.split(start, 1)
+    return f"{head}{start}\n{text}\n{end}{rest.split(end, 1)[1]}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -238,17 +247,26 @@ def main() -> None:
     parser.add_argument("--img", type=Path, default=IMG)
     parser.add_argument("--val", type=Path, default=VAL, help="the gold file the runs were scored on")
     parser.add_argument("--resamples", type=int, default=2000, help="paired bootstrap resamples")
+    parser.add_argument(
+        "--write",
+        type=Path,
+        help="also replace the quality_tables / probe_table blocks of this Markdown file",
+    )
     args = parser.parse_args()
     exps = json.loads(args.results.read_text())["experiments"]
     args.img.mkdir(parents=True, exist_ok=True)
-    print("### Ablation (Table 2)\n\n" + ablation_table(exps))
-    print("\n### Unseen / untokenizable entities (Table 3)\n\n" + subsets_table(exps))
-    print(f"\n### Paired bootstrap on val micro-F1 ({args.resamples} resamples)\n")
-    print(significance_table(exps, args.resamples, _gold(args.val)))
-    print("\n### Prototype count, visual source and the collapse fix\n")
-    print(other_table(exps, [n for n in LABELS if n.startswith("full")]))
-    if PROBE.exists():
-        print("\n### Prototype usage probe\n\n" + probe_table(json.loads(PROBE.read_text())))
+    tables = "\n\n".join(
+        [
+            "#### Ablation (Table 2)\n\n" + ablation_table(exps),
+            "#### Unseen / untokenizable entities (Table 3)\n\n" + subsets_table(exps),
+            f"#### Paired bootstrap on val micro-F1 ({args.resamples} resamples)\n\n"
+            + significance_table(exps, args.resamples, _gold(args.val)),
+            "#### Prototype count, visual source and the collapse fix\n\n"
+            + other_table(exps, [n for n in LABELS if n.startswith("full")]),
+        ]
+    )
+    probe = probe_table(json.loads(PROBE.read_text())) if PROBE.exists() else "(not run)"
+    print(tables + "\n\n#### Prototype usage probe\n\n" + probe)
     for name, fn in (
         ("quality_ablation.png", plot_ablation),
         ("quality_curves.png", plot_curves),
@@ -257,6 +275,10 @@ def main() -> None:
         path = fn(exps, args.img / name)
         if path:
             print(f"\nwrote {path}")
+    if args.write:
+        doc = _replace_block(args.write.read_text(), "quality_tables", tables)
+        args.write.write_text(_replace_block(doc, "probe_table", probe))
+        print(f"updated {args.write}")
 
 
 if __name__ == "__main__":
