@@ -211,6 +211,7 @@ def plot_curves(exps: dict, out: Path) -> Path | None:
     for n in names:
         f1 = exps[n]["dev_f1_per_epoch"]
         ax.plot(range(1, len(f1) + 1), f1, "o-", label=LABELS[n].split(" (")[0])
+    ax.set_xticks(range(1, max(len(exps[n]["dev_f1_per_epoch"]) for n in names) + 1))
     ax.set_xlabel("epoch")
     ax.set_ylabel("val micro-F1 (%)")
     ax.legend(fontsize=7)
