@@ -23,14 +23,16 @@ from typing import Any
 import torch
 from PIL import Image, ImageDraw
 
+from common import ROOT, TRAIN
 from pgmre.config import CaptionConfig, VisualConfig
 from pgmre.data.mnre import load_samples
 from pgmre.encoders.frozen_text import FrozenTextEncoder
 from pgmre.encoders.images import EfficientNetLiteEncoder, decode_image
 from pgmre.encoders.visual import CaptionFeatures, build_visual_provider
 
-MNRE = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnre"
 OBJECT_SOURCES = ("blip", "llavanext", "minicpm")
+
+MNRE = (ROOT / TRAIN).parent
 
 
 def jpeg_images(count: int, seed: int = 0) -> list[bytes]:
@@ -86,7 +88,7 @@ def bench_captions(captions: list[str], batch_size: int) -> dict[str, Any]:
 
 
 def bench_train_pass(batch_size: int) -> dict[str, Any]:
-    samples = load_samples(MNRE / "mnre_train.txt")
+    samples = load_samples(ROOT / TRAIN)
     captions = MNRE / "captions"
     cfg = VisualConfig(
         source="caption",

@@ -16,11 +16,11 @@ import json
 import os
 import platform
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from common import PGMRE, ROOT, TRAIN, VAL, train_command
+
 RESULTS = ROOT / "benchmarks" / "results" / "mnre_quality.json"
 CAPTIONS = "../shared/data/mnre/captions/{}_{{split}}.json"
 
@@ -80,37 +80,24 @@ def run_experiment(name: str, epochs: int, out: Path, extra: list[str]) -> dict:
     run = out / name
     log = out / f"{name}.log"
     out.mkdir(parents=True, exist_ok=True)
-    pgmre = [sys.executable, "-m", "pgmre.cli"]
     train_seconds = 0.0
     if not _finished(run, epochs):
         if (run / "last").exists():
-            cmd = [*pgmre, "train", "--resume", str(run)]
+            cmd = [*PGMRE, "train", "--resume", str(run)]
         else:
-            cmd = [
-                *pgmre,
-                "train",
-                "--config",
-                "configs/cpu.yaml",
-                "--variant",
-                variant,
-                "--run-dir",
-                str(run),
-                f"train.epochs={epochs}",
-                *overrides,
-                *extra,
-            ]
+            cmd = train_command(variant, run, f"train.epochs={epochs}", *overrides, *extra)
         train_seconds = _run(cmd, log)
     eval_dir = run / "eval-val"
     eval_seconds = _run(
         [
-            *pgmre,
+            *PGMRE,
             "evaluate",
             "--run",
             str(run),
             "--data",
-            "../shared/data/mnre/mnre_val.txt",
+            VAL,
             "--train",
-            "../shared/data/mnre/mnre_train.txt",
+            TRAIN,
             "--out",
             str(eval_dir),
         ],

@@ -28,12 +28,10 @@ import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from common import ROOT, TRAIN, VAL, train_command
+
 RESULTS = ROOT / "benchmarks" / "results" / "mnre_speed.json"
-TRAIN = "../shared/data/mnre/mnre_train.txt"
-VAL = "../shared/data/mnre/mnre_val.txt"
 MNRE_TRAIN_SIZE = 12247
 
 
@@ -117,21 +115,7 @@ def measure_scaling(fractions: list[float]) -> list[dict]:
         n = round(MNRE_TRAIN_SIZE * fraction)
         run = ROOT / "runs" / "bench-speed" / f"scaling-{int(fraction * 100)}"
         shutil.rmtree(run, ignore_errors=True)  # a fresh epoch, never a resumed one
-        cmd = [
-            sys.executable,
-            "-m",
-            "pgmre.cli",
-            "train",
-            "--config",
-            "configs/cpu.yaml",
-            "--variant",
-            "full",
-            "--run-dir",
-            str(run),
-            "train.epochs=1",
-            "data.dev=null",
-            f"data.max_train_samples={n}",
-        ]
+        cmd = train_command("full", run, "train.epochs=1", "data.dev=null", f"data.max_train_samples={n}")
         t0 = time.perf_counter()
         subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True)
         wall = time.perf_counter() - t0

@@ -17,11 +17,11 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from common import ROOT, train_command
+
 RESULTS = ROOT / "benchmarks" / "results" / "prototype_usage.json"
 # The quality benchmark's short-schedule recipe (benchmarks/mnre_quality.py, docs/results.md).
 RECIPE = ["train.lr=5e-5", "train.head_lr=5e-4"]
@@ -37,23 +37,15 @@ SETTINGS: dict[str, list[str]] = {
 def run_setting(name: str, samples: int, out: Path) -> dict:
     run = out / name
     if not (run / "metrics.jsonl").exists():
-        cmd = [
-            sys.executable,
-            "-m",
-            "pgmre.cli",
-            "train",
-            "--config",
-            "configs/cpu.yaml",
-            "--variant",
+        cmd = train_command(
             "full",
-            "--run-dir",
-            str(run),
+            run,
             "train.epochs=1",
             "data.dev=null",
             f"data.max_train_samples={samples}",
             *RECIPE,
             *SETTINGS[name],
-        ]
+        )
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         with open(out / f"{name}.log", "w") as log:
             subprocess.run(cmd, check=True, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)

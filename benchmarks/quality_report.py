@@ -18,9 +18,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-ROOT = Path(__file__).resolve().parents[1]
+from common import ROOT
+from common import VAL as VAL_PATH
+
 RESULTS = ROOT / "benchmarks" / "results" / "mnre_quality.json"
-VAL = ROOT / ".." / "shared" / "data" / "mnre" / "mnre_val.txt"
+VAL = ROOT / VAL_PATH
 PROBE = ROOT / "benchmarks" / "results" / "prototype_usage.json"
 IMG = ROOT / "docs" / "img"
 
