@@ -50,6 +50,9 @@ EXPERIMENTS: dict[str, tuple[str, str, list[str]]] = {
     "ent-names": ("controls", "ent", ["explain.backend=name", "explain.artifact=null"]),
     # the fix tried for the prototype collapse found in "full" (docs/results.md, prototype_usage.py)
     "full-refresh100": ("fixes", "full", ["model.prototype_refresh_steps=100"]),
+    # the fix tried for the +Ent loss: explanation guidance behind a zero-initialised gate (starts as Base)
+    "ent-gate": ("fixes", "ent", ["model.guidance_gate=true"]),
+    "full-gate": ("fixes", "full", ["model.guidance_gate=true"]),
     "full-novisual": (
         "visual",
         "full",

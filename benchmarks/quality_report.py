@@ -50,6 +50,8 @@ LABELS = {
     "full-novisual": "PG-MRE without visual input",
     "full-refresh100": "PG-MRE, k-means refresh every 100 steps",
     "ent-names": "Base+Ent, entity names as explanations (control)",
+    "ent-gate": "Base+Ent, gated guidance",
+    "full-gate": "PG-MRE, gated guidance",
 }
 ABLATION = ["text-only", "base", "ent-names", "ent", "ent-apm", "ent-rpm", "full"]
 # (A, B): does B beat A? The steps of Table 2, and PG-MRE against both baselines.
@@ -66,6 +68,10 @@ PAIRS = [
     ("full", "full-k46"),
     ("full", "full-refresh100"),
     ("base", "full-refresh100"),
+    ("ent", "ent-gate"),
+    ("base", "ent-gate"),
+    ("full", "full-gate"),
+    ("base", "full-gate"),
 ]
 
 
@@ -264,8 +270,8 @@ def main() -> None:
             "#### Unseen / untokenizable entities (Table 3)\n\n" + subsets_table(exps),
             f"#### Paired bootstrap on val micro-F1 ({args.resamples} resamples)\n\n"
             + significance_table(exps, args.resamples, _gold(args.val)),
-            "#### Prototype count, visual source and the collapse fix\n\n"
-            + other_table(exps, [n for n in LABELS if n.startswith("full")]),
+            "#### Prototype count, visual source and the fixes tried\n\n"
+            + other_table(exps, [n for n in LABELS if n.startswith("full") or n.endswith("-gate")]),
         ]
     )
     probe = probe_table(json.loads(PROBE.read_text())) if PROBE.exists() else "(not run)"

@@ -335,3 +335,27 @@ def test_mean_explanation_pooling_replaces_the_pooler_by_the_masked_token_mean(e
     states, mask, pooled = shared._encode_explanations(batch)
     weights = mask.unsqueeze(-1).float()
     assert torch.allclose(pooled, (states * weights).sum(2) / weights.sum(2), atol=1e-6)
+
+
+def test_guidance_gate_starts_closed_and_opens_with_training(encoder_dir: Path) -> None:
+    """Gated +Ent ignores the explanations at initialisation (it is Base) and learns to use them."""
+    model = make_model(encoder_dir, "ent", guidance_gate=True)
+    assert model.guide_image is not None and model.guide_image.gate is not None
+    batch, other = make_batch(seed=0), make_batch(seed=0)
+    other["expl_input_ids"] = make_batch(seed=1)["expl_input_ids"]
+    assert torch.allclose(logits(model, batch), logits(model, other), atol=1e-6)
+
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    model.train()
+    loss = model(batch).loss
+    assert loss is not None
+    loss.backward()
+    assert model.guide_image.gate.grad is not None and model.guide_image.gate.grad.abs() > 0
+    assert model.guidance_gates() == {"image": 0.0, "objects": 0.0}
+    optimizer.step()
+    assert not torch.allclose(logits(model, batch), logits(model, other), atol=1e-6)
+    assert all(abs(value) > 0 for value in model.guidance_gates().values())
+    ungated = make_model(encoder_dir, "ent")
+    assert ungated.guide_image is not None and ungated.guide_image.gate is None
+    assert ungated.guidance_gates() == {}
+    assert not torch.allclose(logits(ungated, batch), logits(ungated, other), atol=1e-6)

@@ -159,6 +159,11 @@ class ModelConfig(Strict):
         description="keys of eqs. 9-10: C_all' alone (paper, softmax over one key) "
         "or C_all' with the explanations' word states",
     )
+    guidance_gate: bool = Field(
+        False,
+        description="scale the explanation guidance of eqs. 9-10 by tanh(g), g a learned scalar that starts at 0, "
+        "so +Ent starts as Base and learns how much explanation to take (see docs/method.md)",
+    )
     prototype_init: Literal["data", "random"] = Field(
         "data", description="prototype banks start from k-means++ picks of the first batch, or random noise"
     )

@@ -6,6 +6,7 @@ Normalisation layers are attributes named ``LayerNorm`` (the BERT convention), s
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 
@@ -69,18 +70,24 @@ class ResidualCrossAttention(nn.Module):
     """LayerNorm(query + CrossAtt(query, keys, keys)): attention that cannot erase the query.
 
     Used for eqs. 9-10, where the literal reading attends to a single key and would otherwise replace
-    every visual feature by the same projected explanation vector.
+    every visual feature by the same projected explanation vector. ``gated``: the attended term is
+    scaled by tanh(g) with a learned scalar g = 0 at the start (as in Flamingo's gated cross-attention),
+    so the block starts as LayerNorm(query) and the network opens the gate only as far as it helps.
     """
 
-    def __init__(self, dim: int, num_heads: int, dropout: float) -> None:
+    def __init__(self, dim: int, num_heads: int, dropout: float, gated: bool = False) -> None:
         super().__init__()
         self.cross = CrossAttention(dim, num_heads, dropout)
         self.dropout = nn.Dropout(dropout)
         self.LayerNorm = nn.LayerNorm(dim)
+        self.gate = nn.Parameter(torch.zeros(())) if gated else None
 
     def forward(self, query: Tensor, keys: Tensor, key_mask: Tensor) -> Tensor:
         attended, _ = self.cross(query, keys, key_mask)
-        return self.LayerNorm(query + self.dropout(attended))
+        attended = self.dropout(attended)
+        if self.gate is not None:
+            attended = torch.tanh(self.gate) * attended
+        return self.LayerNorm(query + attended)
 
 
 def masked_mean(x: Tensor, mask: Tensor) -> Tensor:

@@ -126,9 +126,10 @@ class PGMRE(nn.Module):
             has_objects = num_visual_slots is None or num_visual_slots > 1
             self.visual_proj = Projection(visual_dim, d, p)
             if cfg.use_explanations:
-                self.guide_image = ResidualCrossAttention(d, cfg.num_heads, p)  # eq. (9)
+                gated = cfg.guidance_gate
+                self.guide_image = ResidualCrossAttention(d, cfg.num_heads, p, gated)  # eq. (9)
                 if has_objects:
-                    self.guide_objects = ResidualCrossAttention(d, cfg.num_heads, p)  # eq. (10)
+                    self.guide_objects = ResidualCrossAttention(d, cfg.num_heads, p, gated)  # eq. (10)
             if cfg.use_rpm:
                 self.rel_quantizer = self._quantizer(cfg.num_rel_prototypes, 2 * d)  # eq. (12)
             self.fuse_image = CrossAttention(d, cfg.num_heads, p)  # eq. (17)
@@ -312,6 +313,15 @@ class PGMRE(nn.Module):
         """Training-time usage and perplexity of each prototype bank since the last call."""
         banks = {"attr": self.attr_quantizer, "rel": self.rel_quantizer}
         return {name: bank.stats(reset) for name, bank in banks.items() if bank is not None}
+
+    def guidance_gates(self) -> dict[str, float]:
+        """tanh(g) of each gated guidance block (``model.guidance_gate``): how much explanation is let in."""
+        blocks = {"image": self.guide_image, "objects": self.guide_objects}
+        return {
+            name: round(float(torch.tanh(block.gate.detach())), 4)
+            for name, block in blocks.items()
+            if block is not None and block.gate is not None
+        }
 
     # ------------------------------------------------------------------ persistence
 

@@ -298,9 +298,13 @@ class Trainer:
                 "train_loss": round(running / max(seen, 1), 6),
                 "epoch_seconds": round(time.perf_counter() - started, 2),
             }
-            stats = getattr(acc.unwrap_model(model), "prototype_stats", None)
+            unwrapped = acc.unwrap_model(model)
+            stats = getattr(unwrapped, "prototype_stats", None)
             if callable(stats):
                 record["prototypes"] = stats()
+            gates = getattr(unwrapped, "guidance_gates", None)
+            if callable(gates) and gates():
+                record["guidance_gates"] = gates()
             progress.epoch += 1
             progress.batch_in_epoch = 0
             improved = True
