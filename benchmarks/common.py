@@ -1,6 +1,7 @@
 """What the benchmark scripts share: the repository root and the ``pgmre train`` command they launch.
 
-Every MNRE benchmark trains in a subprocess (so its memory and threads are its own) on
+Imported by the scripts of this folder, which are run as ``python benchmarks/<name>.py`` (the folder is
+then on ``sys.path``). Every MNRE benchmark trains in a subprocess (so its memory and threads are its own) on
 ``configs/cpu.yaml`` plus overrides; building that command line in one place keeps them comparable.
 """
 
@@ -11,8 +12,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PGMRE = [sys.executable, "-m", "pgmre.cli"]
-TRAIN = "../shared/data/mnre/mnre_train.txt"
-VAL = "../shared/data/mnre/mnre_val.txt"
+MNRE_DIR = "../shared/data/mnre"  # relative to ROOT, like the paths in configs/cpu.yaml
+TRAIN = f"{MNRE_DIR}/mnre_train.txt"
+VAL = f"{MNRE_DIR}/mnre_val.txt"
 
 
 def train_command(

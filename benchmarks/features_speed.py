@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from PIL import Image, ImageDraw
 
-from common import ROOT, TRAIN
+from common import MNRE_DIR, ROOT, TRAIN
 from pgmre.config import CaptionConfig, VisualConfig
 from pgmre.data.mnre import load_samples
 from pgmre.encoders.frozen_text import FrozenTextEncoder
@@ -32,7 +32,7 @@ from pgmre.encoders.visual import CaptionFeatures, build_visual_provider
 
 OBJECT_SOURCES = ("blip", "llavanext", "minicpm")
 
-MNRE = (ROOT / TRAIN).parent
+MNRE = ROOT / MNRE_DIR
 
 
 def jpeg_images(count: int, seed: int = 0) -> list[bytes]:

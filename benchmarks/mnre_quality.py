@@ -19,10 +19,10 @@ import subprocess
 import time
 from pathlib import Path
 
-from common import PGMRE, ROOT, TRAIN, VAL, train_command
+from common import MNRE_DIR, PGMRE, ROOT, TRAIN, VAL, train_command
 
 RESULTS = ROOT / "benchmarks" / "results" / "mnre_quality.json"
-CAPTIONS = "../shared/data/mnre/captions/{}_{{split}}.json"
+CAPTIONS = f"{MNRE_DIR}/captions/{{}}_{{{{split}}}}.json"
 
 # name -> (group, variant, overrides)
 EXPERIMENTS: dict[str, tuple[str, str, list[str]]] = {
@@ -50,7 +50,7 @@ EXPERIMENTS: dict[str, tuple[str, str, list[str]]] = {
     "ent-names": ("controls", "ent", ["explain.backend=name", "explain.artifact=null"]),
     # the fix tried for the prototype collapse found in "full" (docs/results.md, prototype_usage.py)
     "full-refresh100": ("fixes", "full", ["model.prototype_refresh_steps=100"]),
-    # the fix tried for the +Ent loss: explanation guidance behind a zero-initialised gate (starts as Base)
+    # the fix tried for the +Ent loss: explanation guidance behind a zero-initialised gate (starts explanation-blind)
     "ent-gate": ("fixes", "ent", ["model.guidance_gate=true"]),
     "full-gate": ("fixes", "full", ["model.guidance_gate=true"]),
     "full-novisual": (
@@ -132,6 +132,8 @@ def run_experiment(name: str, epochs: int, out: Path, extra: list[str]) -> dict:
             bank: {k: v for k, v in stats.items() if k != "usage"}
             for bank, stats in history[-1].get("prototypes", {}).items()
         },
+        # tanh(g) of each gated guidance block after the last epoch (model.guidance_gate)
+        "guidance_gates": history[-1].get("guidance_gates", {}),
         "train_wall_seconds_this_invocation": round(train_seconds, 1),
         "eval_wall_seconds": round(eval_seconds, 1),
         "run_dir": str(run),

@@ -115,8 +115,8 @@ def subsets_table(exps: dict) -> str:
 
 def other_table(exps: dict, names: list[str]) -> str:
     rows = [
-        "| model | Acc | P | R | F1 | macro-F1 | attr prototypes used | rel prototypes used |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| model | Acc | P | R | F1 | macro-F1 | attr prototypes used | rel prototypes used | gate tanh(g) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name in names:
         if name not in exps:
@@ -126,8 +126,10 @@ def other_table(exps: dict, names: list[str]) -> str:
             f"{protos[b]['used']} (ppl {protos[b]['perplexity']:.1f})" if b in protos else "–"
             for b in ("attr", "rel")
         ]
+        gates = exps[name].get("guidance_gates") or {}
+        gate = ", ".join(f"{slot} {value:.2f}" for slot, value in gates.items()) or "–"
         metrics = [v["accuracy"], v["precision"], v["recall"], v["f1"], v["macro_f1"]]
-        rows.append("| " + " | ".join([LABELS[name], *map(_fmt, metrics), *used]) + " |")
+        rows.append("| " + " | ".join([LABELS[name], *map(_fmt, metrics), *used, gate]) + " |")
     return "\n".join(rows)
 
 

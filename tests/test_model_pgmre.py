@@ -338,7 +338,7 @@ def test_mean_explanation_pooling_replaces_the_pooler_by_the_masked_token_mean(e
 
 
 def test_guidance_gate_starts_closed_and_opens_with_training(encoder_dir: Path) -> None:
-    """Gated +Ent ignores the explanations at initialisation (it is Base) and learns to use them."""
+    """Gated +Ent ignores the explanations at initialisation and learns to use them."""
     model = make_model(encoder_dir, "ent", guidance_gate=True)
     assert model.guide_image is not None and model.guide_image.gate is not None
     batch, other = make_batch(seed=0), make_batch(seed=0)

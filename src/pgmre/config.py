@@ -162,7 +162,7 @@ class ModelConfig(Strict):
     guidance_gate: bool = Field(
         False,
         description="scale the explanation guidance of eqs. 9-10 by tanh(g), g a learned scalar that starts at 0, "
-        "so +Ent starts as Base and learns how much explanation to take (see docs/method.md)",
+        "so +Ent starts explanation-blind and learns how much explanation to take (see docs/method.md)",
     )
     prototype_init: Literal["data", "random"] = Field(
         "data", description="prototype banks start from k-means++ picks of the first batch, or random noise"

@@ -302,9 +302,9 @@ class Trainer:
             stats = getattr(unwrapped, "prototype_stats", None)
             if callable(stats):
                 record["prototypes"] = stats()
-            gates = getattr(unwrapped, "guidance_gates", None)
-            if callable(gates) and gates():
-                record["guidance_gates"] = gates()
+            gates = getattr(unwrapped, "guidance_gates", dict)()
+            if gates:
+                record["guidance_gates"] = gates
             progress.epoch += 1
             progress.batch_in_epoch = 0
             improved = True
