@@ -302,7 +302,7 @@ class Trainer:
             stats = getattr(unwrapped, "prototype_stats", None)
             if callable(stats):
                 record["prototypes"] = stats()
-            gates = getattr(unwrapped, "guidance_gates", dict)()
+            gates: dict[str, float] = getattr(unwrapped, "guidance_gates", dict)()
             if gates:
                 record["guidance_gates"] = gates
             progress.epoch += 1
