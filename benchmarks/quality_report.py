@@ -58,6 +58,7 @@ ABLATION = ["text-only", "base", "ent-names", "ent", "ent-apm", "ent-rpm", "full
 PAIRS = [
     ("text-only", "base"),
     ("base", "ent"),
+    ("base", "ent-names"),
     ("ent-names", "ent"),
     ("ent", "ent-apm"),
     ("ent", "ent-rpm"),
