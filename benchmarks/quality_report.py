@@ -50,14 +50,16 @@ LABELS = {
     "full-novisual": "PG-MRE without visual input",
     "full-refresh100": "PG-MRE, k-means refresh every 100 steps",
     "ent-names": "Base+Ent, entity names as explanations (control)",
+    "base-seed43": "Base, seed 43 (control)",
     "ent-gate": "Base+Ent, gated guidance",
     "full-gate": "PG-MRE, gated guidance",
 }
-ABLATION = ["text-only", "base", "ent-names", "ent", "ent-apm", "ent-rpm", "full"]
+ABLATION = ["text-only", "base", "base-seed43", "ent-names", "ent", "ent-apm", "ent-rpm", "full"]
 # (A, B): does B beat A? The steps of Table 2, and PG-MRE against both baselines.
 PAIRS = [
     ("text-only", "base"),
     ("base", "ent"),
+    ("base", "base-seed43"),
     ("base", "ent-names"),
     ("ent-names", "ent"),
     ("ent", "ent-apm"),
