@@ -63,7 +63,7 @@ def probe_run(run: Path, seeds: list[int]) -> dict[str, Any]:
                 block.gate.zero_()
         scores["gate-closed"] = _f1(pipeline, model, samples, real)
     return {
-        "run": str(run.relative_to(ROOT) if run.is_relative_to(ROOT) else run),
+        "run": str(run),
         "n": len(samples),
         "scores": scores,
         "seconds": round(time.perf_counter() - started, 1),
@@ -79,7 +79,7 @@ def main() -> None:
     args = parser.parse_args()
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"runs": {}}
     for run in args.runs:
-        row = probe_run(run.resolve(), args.seeds)
+        row = probe_run(run, args.seeds)
         results["runs"][run.name] = row
         print(json.dumps({run.name: {k: v["f1"] for k, v in row["scores"].items()}}), flush=True)
     results["torch_threads"] = torch.get_num_threads()
