@@ -209,10 +209,15 @@ def plot_ablation(exps: dict, out: Path) -> Path | None:
     )
     paper = [PAPER_TABLE2.get(n, (0, 0, 0, 0))[3] for n in names]
     ax.bar([x + 0.2 for x in xs], paper, 0.4, label="paper (test, BERT-base + ViT)", color="tab:gray")
-    ax.set_xticks(list(xs), [LABELS[n].split(" (")[0].replace("Base+", "+") for n in names], fontsize=8)
+    ticks = [
+        LABELS[n].split(" (")[0].replace("Base+", "+").replace(", entity names as explanations", " (names)")
+        for n in names
+    ]
+    ax.set_xticks(list(xs), ticks, fontsize=8, rotation=25, ha="right")
     ax.set_ylabel("micro-F1 (%)")
-    ax.set_ylim(0, 100)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.set_ylim(0, 115)  # room for the legend above the bars
+    ax.set_yticks(range(0, 101, 20))
+    ax.legend(loc="upper left", ncol=2, fontsize=8)
     return _save(fig, ax, "Ablation on MNRE (Table 2)", out)
 
 
