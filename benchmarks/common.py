@@ -7,7 +7,9 @@ then on ``sys.path``). Every MNRE benchmark trains in a subprocess (so its memor
 
 from __future__ import annotations
 
+import json
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,3 +24,10 @@ def train_command(
 ) -> list[str]:
     """``pgmre train`` of a named variant into ``run_dir``, with ``key=value`` overrides."""
     return [*PGMRE, "train", "--config", config, "--variant", variant, "--run-dir", str(run_dir), *overrides]
+
+
+def save_results(path: Path, results: dict) -> None:
+    """Write a benchmark's JSON results, stamped with the time, after every finished unit of work."""
+    results["updated"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=1))

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from common import ROOT, VAL
+from common import ROOT, VAL, save_results
 from pgmre.data.mnre import load_samples
 from pgmre.evaluate.inference import predict_dataset
 from pgmre.evaluate.metrics import score
@@ -83,8 +83,7 @@ def main() -> None:
         results["runs"][run.name] = row
         print(json.dumps({run.name: {k: v["f1"] for k, v in row["scores"].items()}}), flush=True)
     results["torch_threads"] = torch.get_num_threads()
-    results["updated"] = time.strftime("%Y-%m-%d %H:%M:%S")
-    RESULTS.write_text(json.dumps(results, indent=1))
+    save_results(RESULTS, results)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from common import MNRE_DIR, PGMRE, ROOT, TRAIN, VAL, train_command
+from common import MNRE_DIR, PGMRE, ROOT, TRAIN, VAL, save_results, train_command
 
 RESULTS = ROOT / "benchmarks" / "results" / "mnre_quality.json"
 CAPTIONS = f"{MNRE_DIR}/captions/{{}}_{{{{split}}}}.json"
@@ -167,9 +167,7 @@ def main() -> None:
             "python": platform.python_version(),
             "torch_threads": __import__("torch").get_num_threads(),
         }
-        results["updated"] = time.strftime("%Y-%m-%d %H:%M:%S")
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(results, indent=1))
+        save_results(RESULTS, results)
         print(json.dumps(results["experiments"][name]["val"]), flush=True)
 
 

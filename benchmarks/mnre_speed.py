@@ -29,7 +29,7 @@ import subprocess
 import sys
 import time
 
-from common import ROOT, TRAIN, VAL, train_command
+from common import ROOT, TRAIN, VAL, save_results, train_command
 
 RESULTS = ROOT / "benchmarks" / "results" / "mnre_speed.json"
 MNRE_TRAIN_SIZE = 12247
@@ -185,9 +185,7 @@ def main() -> None:
                 variants["full"]["train_seconds_per_step"] / variants["text-only"]["train_seconds_per_step"],
                 2,
             )
-    results["updated"] = time.strftime("%Y-%m-%d %H:%M:%S")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=1))
+    save_results(RESULTS, results)
 
 
 if __name__ == "__main__":

@@ -17,10 +17,9 @@ import argparse
 import json
 import os
 import subprocess
-import time
 from pathlib import Path
 
-from common import ROOT, train_command
+from common import ROOT, save_results, train_command
 
 RESULTS = ROOT / "benchmarks" / "results" / "prototype_usage.json"
 # The quality benchmark's short-schedule recipe (benchmarks/mnre_quality.py, docs/results.md).
@@ -123,9 +122,7 @@ def main() -> None:
     for name in args.only or list(SETTINGS):
         print(f"== {name}", flush=True)
         results["settings"][name] = run_setting(name, args.samples, args.out)
-        results["updated"] = time.strftime("%Y-%m-%d %H:%M:%S")
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(results, indent=1))
+        save_results(RESULTS, results)
         print(json.dumps(results["settings"][name]["banks"]), flush=True)
 
 
