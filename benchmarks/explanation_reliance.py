@@ -34,7 +34,7 @@ RESULTS = ROOT / "benchmarks" / "results" / "explanation_reliance.json"
 SUMMARY = ("accuracy", "precision", "recall", "f1", "macro_f1")
 
 
-def _f1(pipeline: MREPipeline, model: Any, samples: list, explanations: list[tuple[str, str]]) -> dict:
+def _score(pipeline: MREPipeline, model: Any, samples: list, explanations: list[tuple[str, str]]) -> dict:
     dataset = pipeline.dataset(samples, explanations=explanations)
     predictions = predict_dataset(model, dataset, pipeline.collate)
     predicted = [pipeline.vocab.decode(int(i)) for i in predictions.labels]
@@ -55,13 +55,13 @@ def probe_run(run: Path, seeds: list[int]) -> dict[str, Any]:
         order = torch.randperm(len(real), generator=torch.Generator().manual_seed(seed)).tolist()
         settings[f"shuffled-{seed}"] = [real[i] for i in order]
     settings["names"] = [(s.head.name, s.tail.name) for s in samples]
-    scores = {name: _f1(pipeline, model, samples, expl) for name, expl in settings.items()}
+    scores = {name: _score(pipeline, model, samples, expl) for name, expl in settings.items()}
     gates = [m for m in (model.guide_image, model.guide_objects) if m is not None and m.gate is not None]
     if gates:
         with torch.no_grad():
             for block in gates:
                 block.gate.zero_()
-        scores["gate-closed"] = _f1(pipeline, model, samples, real)
+        scores["gate-closed"] = _score(pipeline, model, samples, real)
     return {
         "run": str(run),
         "n": len(samples),

@@ -116,7 +116,7 @@ def main() -> None:
     results["recipe"] = RECIPE
     if args.spread:
         results["explanation_spread"] = explanation_spread()
-        RESULTS.write_text(json.dumps(results, indent=1))
+        save_results(RESULTS, results)
         print(json.dumps(results["explanation_spread"]))
         return
     for name in args.only or list(SETTINGS):
