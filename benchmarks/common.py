@@ -31,3 +31,12 @@ def save_results(path: Path, results: dict) -> None:
     results["updated"] = time.strftime("%Y-%m-%d %H:%M:%S")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=1))
+
+
+def replace_block(doc: str, name: str, text: str) -> str:
+    """Put ``text`` between ``<!-- name -->`` and ``<!-- /name -->`` of a Markdown document (markers kept)."""
+    start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+    if start not in doc or end not in doc:
+        raise SystemExit(f"the document has no {start} ... {end} block")
+    head, rest = doc.split(start, 1)
+    return f"{head}{start}\n{text}\n{end}{rest.split(end, 1)[1]}"

@@ -18,7 +18,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from common import ROOT
+from common import ROOT, replace_block
 from common import VAL as VAL_PATH
 
 RESULTS = ROOT / "benchmarks" / "results" / "mnre_quality.json"
@@ -249,15 +249,6 @@ def plot_prototypes(exps: dict, out: Path) -> Path | None:
     return _save(fig, ax, "Prototype count (Fig. 4)", out)
 
 
-def _replace_block(doc: str, name: str, text: str) -> str:
-    """Put ``text`` between ``<!-- name -->`` and ``<!-- /name -->`` (markers kept)."""
-    start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
-    if start not in doc or end not in doc:
-        raise SystemExit(f"the document has no {start} ... {end} block")
-    head, rest = doc.split(start, 1)
-    return f"{head}{start}\n{text}\n{end}{rest.split(end, 1)[1]}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -295,8 +286,8 @@ def main() -> None:
         if path:
             print(f"\nwrote {path}")
     if args.write:
-        doc = _replace_block(args.write.read_text(), "quality_tables", tables)
-        args.write.write_text(_replace_block(doc, "probe_table", probe))
+        doc = replace_block(args.write.read_text(), "quality_tables", tables)
+        args.write.write_text(replace_block(doc, "probe_table", probe))
         print(f"updated {args.write}")
 
 
