@@ -50,6 +50,8 @@ EXPERIMENTS: dict[str, tuple[str, str, list[str]]] = {
     "ent-names": ("controls", "ent", ["explain.backend=name", "explain.artifact=null"]),
     # Base with another seed: how far apart two runs of the same model land (training noise)
     "base-seed43": ("controls", "base", ["seed=43"]),
+    "ent-seed43": ("controls", "ent", ["seed=43"]),
+    "full-seed43": ("controls", "full", ["seed=43"]),
     # the fix tried for the prototype collapse found in "full" (docs/results.md, prototype_usage.py)
     "full-refresh100": ("fixes", "full", ["model.prototype_refresh_steps=100"]),
     # the fix tried for the +Ent loss: explanation guidance behind a zero-initialised gate (starts explanation-blind)

@@ -51,10 +51,23 @@ LABELS = {
     "full-refresh100": "PG-MRE, k-means refresh every 100 steps",
     "ent-names": "Base+Ent, entity names as explanations (control)",
     "base-seed43": "Base, seed 43 (control)",
+    "ent-seed43": "Base+Ent, seed 43 (control)",
+    "full-seed43": "PG-MRE, seed 43 (control)",
     "ent-gate": "Base+Ent, gated guidance",
     "full-gate": "PG-MRE, gated guidance",
 }
-ABLATION = ["text-only", "base", "base-seed43", "ent-names", "ent", "ent-apm", "ent-rpm", "full"]
+ABLATION = [
+    "text-only",
+    "base",
+    "base-seed43",
+    "ent-names",
+    "ent",
+    "ent-seed43",
+    "ent-apm",
+    "ent-rpm",
+    "full",
+    "full-seed43",
+]
 # (A, B): does B beat A? The steps of Table 2, and PG-MRE against both baselines.
 PAIRS = [
     ("text-only", "base"),
@@ -67,8 +80,14 @@ PAIRS = [
     ("ent", "full"),
     ("base", "full"),
     ("text-only", "full"),
+    ("ent", "ent-seed43"),
+    ("full", "full-seed43"),
     ("full", "full-k8"),
     ("full", "full-k46"),
+    ("full", "full-novisual"),
+    ("full", "full-cogvlm"),
+    ("full", "full-minicpm"),
+    ("full", "full-blip"),
     ("full", "full-refresh100"),
     ("base", "full-refresh100"),
     ("ent", "ent-gate"),
@@ -222,18 +241,31 @@ def plot_ablation(exps: dict, out: Path) -> Path | None:
 
 
 def plot_curves(exps: dict, out: Path) -> Path | None:
-    names = [n for n in LABELS if n in exps and exps[n].get("dev_f1_per_epoch")]
-    if not names:
+    """Val F1 per epoch: the Table 2 runs on the left, the other experiments (k, visual, fixes) on the right."""
+    ran = [n for n in LABELS if n in exps and exps[n].get("dev_f1_per_epoch")]
+    panels = [
+        ("Table 2 runs", [n for n in ran if n in ABLATION]),
+        ("Prototype count, visual source, fixes (PG-MRE = full)", [n for n in ran if n not in ABLATION]),
+    ]
+    panels = [(title, names) for title, names in panels if names]
+    if not panels:
         return None
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for n in names:
-        f1 = exps[n]["dev_f1_per_epoch"]
-        ax.plot(range(1, len(f1) + 1), f1, "o-", label=LABELS[n].split(" (")[0])
-    ax.set_xticks(range(1, max(len(exps[n]["dev_f1_per_epoch"]) for n in names) + 1))
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("val micro-F1 (%)")
-    ax.legend(fontsize=7)
-    return _save(fig, ax, "Val micro-F1 per epoch", out)
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), sharey=True, squeeze=False)
+    for ax, (title, names) in zip(axes[0], panels, strict=True):
+        for i, n in enumerate(names):
+            f1 = exps[n]["dev_f1_per_epoch"]
+            style = "o-" if i < 10 else "s--"  # the colour cycle repeats after 10 lines
+            ax.plot(range(1, len(f1) + 1), f1, style, label=LABELS[n].split(" (")[0])
+        ax.set_xticks(range(1, max(len(exps[n]["dev_f1_per_epoch"]) for n in names) + 1))
+        ax.set_xlabel("epoch")
+        ax.set_title(title, fontsize=9)
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("val micro-F1 (%)")
+    fig.suptitle("Val micro-F1 per epoch")
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
 
 
 def plot_prototypes(exps: dict, out: Path) -> Path | None:
