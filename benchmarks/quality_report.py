@@ -83,6 +83,8 @@ PAIRS = [
     ("ent", "ent-seed43"),
     ("full", "full-seed43"),
     ("full", "full-k8"),
+    ("full-seed43", "full-k8"),
+    ("base", "full-k8"),
     ("full", "full-k46"),
     ("full", "full-novisual"),
     ("full", "full-cogvlm"),
