@@ -1,12 +1,15 @@
 """Where the quality runs differ: error types, per-relation F1 and agreement with entity-name priors.
 
 Reads the val predictions stored in ``benchmarks/results/mnre_quality.json`` (no model is run) and asks
-whether the explanation variants lose F1 by *memorising entities*: if they did, more of their errors
-would repeat the relation the train split most often gives the entity's name (its "name prior").
+whether the explanation variants lose F1 by *memorising entities*. The *name prior* of a val sample is
+the relation train most often gives its head and tail names. Where that prior is not the gold label
+(it would mislead), a model that memorised entities would predict it more often than Base does.
 
-    python benchmarks/error_analysis.py base ent ent-names full --write docs/results.md
+    python benchmarks/error_analysis.py text-only base base-seed43 ent ent-names ent-gate full \
+        --write docs/results.md
 
-Writes ``benchmarks/results/error_analysis.json`` and prints the Markdown tables of docs/results.md.
+Writes ``benchmarks/results/error_analysis.json`` (the runs named on this call only) and prints the
+Markdown tables of docs/results.md.
 """
 
 from __future__ import annotations
@@ -28,12 +31,17 @@ QUALITY = ROOT / "benchmarks" / "results" / "mnre_quality.json"
 OUT = ROOT / "benchmarks" / "results" / "error_analysis.json"
 
 
-def name_priors(train: Sequence[Sample], samples: Sequence[Sample]) -> list[str | None]:
-    """Per sample, the train split's most frequent relation over its head and tail names (None if unseen)."""
+def relation_priors(train: Sequence[Sample], samples: Sequence[Sample]) -> list[str | None]:
+    """Per sample, the relation (not ``None``) the train split most often gives its head and tail names.
+
+    Head and tail counts are pooled; ties go to the relation met first in train. ``None`` when neither
+    name occurs in train with a relation.
+    """
     by_name: dict[str, Counter[str]] = defaultdict(Counter)
     for s in train:
-        for entity in (s.head, s.tail):
-            by_name[entity.name.lower()][s.relation or NEGATIVE_LABEL] += 1
+        if s.relation and s.relation != NEGATIVE_LABEL:
+            for entity in (s.head, s.tail):
+                by_name[entity.name.lower()][s.relation] += 1
     priors: list[str | None] = []
     for s in samples:
         counts: Counter[str] = Counter()
@@ -49,7 +57,8 @@ def error_types(report: dict) -> dict[str, int]:
     cm = np.array(report["confusion"]["matrix"])
     neg = labels.index(NEGATIVE_LABEL)
     pos = [i for i in range(len(labels)) if i != neg]
-    rel_to_rel = int(cm[np.ix_(pos, pos)].sum() - np.trace(cm[np.ix_(pos, pos)]))
+    between_relations = cm[np.ix_(pos, pos)]
+    rel_to_rel = int(between_relations.sum() - np.trace(between_relations))
     return {
         "none_to_relation": int(cm[neg, pos].sum()),
         "relation_to_none": int(cm[pos, neg].sum()),
@@ -58,32 +67,32 @@ def error_types(report: dict) -> dict[str, int]:
 
 
 def analyse(gold: list[str], pred: list[str], priors: list[str | None], vocab: RelationVocab) -> dict:
+    """One run's F1, error types, per-relation F1 and how often it follows a *wrong* name prior."""
     report = score(gold, pred, vocab)
-    with_prior = [(g, p, q) for g, p, q in zip(gold, pred, priors, strict=True) if q is not None]
-    errors = [(g, p, q) for g, p, q in with_prior if g != p]
+    # samples where predicting the entity names' usual relation is an error: memorising shows up here
+    misleading = [(p, q) for g, p, q in zip(gold, pred, priors, strict=True) if q is not None and q != g]
     return {
         "f1": report["f1"],
         "errors": error_types(report),
         "per_relation_f1": {k: v["f1"] for k, v in report["per_relation"].items() if v["support"]},
-        "samples_with_name_prior": len(with_prior),
-        "predictions_equal_to_prior": sum(p == q for _, p, q in with_prior),
-        "errors_with_prior": len(errors),
-        "errors_equal_to_prior": sum(p == q for _, p, q in errors),
+        "misleading_prior_samples": len(misleading),
+        "follows_misleading_prior": sum(p == q for p, q in misleading),
     }
 
 
 def tables(results: dict) -> str:
+    """The error-type table and the per-relation F1 of the most frequent relations, in Markdown."""
     runs = results["runs"]
     rows = [
-        "| run | F1 | None → relation | relation → None | relation → other | errors that repeat the name prior |",
+        "| run | F1 | None → relation | relation → None | relation → other | follows a misleading name prior |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for name, r in runs.items():
         e = r["errors"]
-        share = 100 * r["errors_equal_to_prior"] / max(1, r["errors_with_prior"])
+        share = 100 * r["follows_misleading_prior"] / max(1, r["misleading_prior_samples"])
         rows.append(
             f"| {name} | {r['f1']:.2f} | {e['none_to_relation']} | {e['relation_to_none']} | "
-            f"{e['relation_to_other']} | {r['errors_equal_to_prior']} of {r['errors_with_prior']} ({share:.0f}%) |"
+            f"{e['relation_to_other']} | {r['follows_misleading_prior']} of {r['misleading_prior_samples']} ({share:.1f}%) |"
         )
     support = results["support"]
     relations = [k for k, _ in sorted(support.items(), key=lambda kv: -kv[1])[:8]]
@@ -107,11 +116,12 @@ def main() -> None:
         raise SystemExit(f"not in {QUALITY}: {', '.join(missing)} (run benchmarks/mnre_quality.py first)")
     val = load_samples(ROOT / VAL, require_image=False)
     gold = [s.relation or NEGATIVE_LABEL for s in val]
-    priors = name_priors(load_samples(ROOT / TRAIN, require_image=False), val)
+    priors = relation_priors(load_samples(ROOT / TRAIN, require_image=False), val)
     vocab = RelationVocab.mnre()
     results = {
         "data": {"train": TRAIN, "val": VAL},
         "support": dict(Counter(gold)),
+        "samples_with_prior": sum(q is not None for q in priors),
         "prior_equals_gold": sum(g == q for g, q in zip(gold, priors, strict=True) if q is not None),
         "runs": {n: analyse(gold, exps[n]["val_predictions"], priors, vocab) for n in args.runs},
     }

@@ -157,8 +157,12 @@ def other_table(exps: dict, names: list[str]) -> str:
     return "\n".join(rows)
 
 
-def _save(fig: plt.Figure, ax: plt.Axes, title: str, out: Path) -> Path:
-    ax.set_title(title)
+def _save(fig: plt.Figure, ax: plt.Axes | None, title: str, out: Path) -> Path:
+    """Title the axes (or, with ``ax=None``, the whole figure), then write and close the figure."""
+    if ax is None:
+        fig.suptitle(title)
+    else:
+        ax.set_title(title)
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
@@ -263,11 +267,7 @@ def plot_curves(exps: dict, out: Path) -> Path | None:
         ax.set_title(title, fontsize=9)
         ax.legend(fontsize=7)
     axes[0][0].set_ylabel("val micro-F1 (%)")
-    fig.suptitle("Val micro-F1 per epoch")
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return _save(fig, None, "Val micro-F1 per epoch", out)
 
 
 def plot_prototypes(exps: dict, out: Path) -> Path | None:
