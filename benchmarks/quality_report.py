@@ -87,6 +87,7 @@ PAIRS = [
     ("base", "full-k8"),
     ("full", "full-k46"),
     ("full", "full-novisual"),
+    ("text-only", "full-novisual"),
     ("full", "full-cogvlm"),
     ("full", "full-minicpm"),
     ("full", "full-blip"),
