@@ -158,6 +158,33 @@ def other_table(exps: dict, names: list[str]) -> str:
     return "\n".join(rows)
 
 
+# the full model's visual input per run (configs/cpu.yaml: CogVLM for the image slot, 3 object slots)
+VISUAL_INPUTS = {
+    "full": "CogVLM caption + MiniCPM-V, LLaVA-NeXT, BLIP captions as 3 object slots (default)",
+    "full-seed43": "the same, seed 43",
+    "full-cogvlm": "CogVLM caption only",
+    "full-minicpm": "MiniCPM-V caption only",
+    "full-blip": "BLIP caption only",
+    "full-novisual": "none (no visual input, hence no RPM)",
+}
+
+
+def visual_table(exps: dict) -> str:
+    """Which caption source helps: the full model with each visual input, and with none."""
+    rows = [
+        "| visual input of the full model | Acc | P | R | F1 | US accuracy | UT accuracy |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, what in VISUAL_INPUTS.items():
+        if name not in exps:
+            continue
+        v, sub = exps[name]["val"], exps[name]["subsets"]
+        metrics = [v["accuracy"], v["precision"], v["recall"], v["f1"]]
+        subsets = [sub.get("unseen", {}).get("accuracy"), sub.get("untokenizable", {}).get("accuracy")]
+        rows.append("| " + " | ".join([what, *map(_fmt, metrics), *map(_fmt, subsets)]) + " |")
+    return "\n".join(rows)
+
+
 def _save(fig: plt.Figure, ax: plt.Axes | None, title: str, out: Path) -> Path:
     """Title the axes (or, with ``ax=None``, the whole figure), then write and close the figure."""
     if ax is None:
@@ -321,6 +348,7 @@ def main() -> None:
             "#### Unseen / untokenizable entities (Table 3)\n\n" + subsets_table(exps),
             f"#### Paired bootstrap on val micro-F1 ({args.resamples} resamples)\n\n"
             + significance_table(exps, args.resamples, _gold(args.val)),
+            "#### Visual source\n\n" + visual_table(exps),
             "#### Prototype count, visual source and the fixes tried\n\n"
             + other_table(exps, [n for n in LABELS if n.startswith("full") or n.endswith("-gate")]),
         ]
