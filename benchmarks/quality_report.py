@@ -348,7 +348,7 @@ def main() -> None:
             "#### Unseen / untokenizable entities (Table 3)\n\n" + subsets_table(exps),
             f"#### Paired bootstrap on val micro-F1 ({args.resamples} resamples)\n\n"
             + significance_table(exps, args.resamples, _gold(args.val)),
-            "#### Visual source\n\n" + visual_table(exps),
+            "#### Visual source of the full model\n\n" + visual_table(exps),
             "#### Prototype count, visual source and the fixes tried\n\n"
             + other_table(exps, [n for n in LABELS if n.startswith("full") or n.endswith("-gate")]),
         ]
