@@ -349,7 +349,7 @@ def main() -> None:
             f"#### Paired bootstrap on val micro-F1 ({args.resamples} resamples)\n\n"
             + significance_table(exps, args.resamples, _gold(args.val)),
             "#### Visual source of the full model\n\n" + visual_table(exps),
-            "#### Prototype count, visual source and the fixes tried\n\n"
+            "#### Prototype usage and guidance gates of the PG-MRE runs\n\n"
             + other_table(exps, [n for n in LABELS if n.startswith("full") or n.endswith("-gate")]),
         ]
     )
