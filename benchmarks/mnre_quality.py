@@ -52,11 +52,22 @@ EXPERIMENTS: dict[str, tuple[str, str, list[str]]] = {
     "base-seed43": ("controls", "base", ["seed=43"]),
     "ent-seed43": ("controls", "ent", ["seed=43"]),
     "full-seed43": ("controls", "full", ["seed=43"]),
+    "full-k8-seed43": (
+        "prototypes",
+        "full",
+        ["model.num_attr_prototypes=8", "model.num_rel_prototypes=8", "seed=43"],
+    ),
     # the fix tried for the prototype collapse found in "full" (docs/results.md, prototype_usage.py)
     "full-refresh100": ("fixes", "full", ["model.prototype_refresh_steps=100"]),
     # the fix tried for the +Ent loss: explanation guidance behind a zero-initialised gate (starts explanation-blind)
     "ent-gate": ("fixes", "ent", ["model.guidance_gate=true"]),
     "full-gate": ("fixes", "full", ["model.guidance_gate=true"]),
+    # the paper's reading: explanations run through the fine-tuned text encoder instead of frozen features
+    "ent-shared": ("fixes", "ent", ["text.explanation_encoder=shared"]),
+    "full-shared": ("fixes", "full", ["text.explanation_encoder=shared"]),
+    # modality dropout: each training sample hides its explanations with probability 0.5
+    "ent-xdrop": ("fixes", "ent", ["model.explanation_dropout=0.5"]),
+    "full-xdrop": ("fixes", "full", ["model.explanation_dropout=0.5"]),
     "full-novisual": (
         "visual",
         "full",

@@ -55,6 +55,11 @@ LABELS = {
     "full-seed43": "PG-MRE, seed 43 (control)",
     "ent-gate": "Base+Ent, gated guidance",
     "full-gate": "PG-MRE, gated guidance",
+    "ent-shared": "Base+Ent, explanations through the fine-tuned encoder",
+    "full-shared": "PG-MRE, explanations through the fine-tuned encoder",
+    "full-k8-seed43": "PG-MRE, k = t = 8, seed 43 (control)",
+    "ent-xdrop": "Base+Ent, explanation dropout 0.5",
+    "full-xdrop": "PG-MRE, explanation dropout 0.5",
 }
 ABLATION = [
     "text-only",
@@ -97,6 +102,16 @@ PAIRS = [
     ("base", "ent-gate"),
     ("full", "full-gate"),
     ("base", "full-gate"),
+    ("ent", "ent-shared"),
+    ("base", "ent-shared"),
+    ("full", "full-shared"),
+    ("base", "full-shared"),
+    ("full-seed43", "full-k8-seed43"),
+    ("base", "full-k8-seed43"),
+    ("ent", "ent-xdrop"),
+    ("base", "ent-xdrop"),
+    ("full", "full-xdrop"),
+    ("base", "full-xdrop"),
 ]
 
 
@@ -307,10 +322,11 @@ def plot_prototypes(exps: dict, out: Path) -> Path | None:
         return None
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     ax.plot([k for k, _ in points], [f for _, f in points], "o-", label="PG-MRE, seed 42")
-    if "full-seed43" in exps:
+    seed43 = [(k, exps[n]["val"]["f1"]) for k, n in ((8, "full-k8-seed43"), (23, "full-seed43")) if n in exps]
+    if seed43:
         ax.plot(
-            [23],
-            [exps["full-seed43"]["val"]["f1"]],
+            [k for k, _ in seed43],
+            [f for _, f in seed43],
             "s",
             color="tab:blue",
             mfc="none",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -359,3 +360,28 @@ def test_guidance_gate_starts_closed_and_opens_with_training(encoder_dir: Path) 
     assert ungated.guide_image is not None and ungated.guide_image.gate is None
     assert ungated.guidance_gates() == {}
     assert not torch.allclose(logits(ungated, batch), logits(ungated, other), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "variant, extra",
+    [("ent", {}), ("full", {}), ("full", {"use_visual": False, "use_rpm": False})],
+    ids=["ent", "full", "full-novisual"],
+)
+def test_explanation_dropout_hides_explanations_only_in_training(
+    encoder_dir: Path, variant: str, extra: dict[str, Any]
+) -> None:
+    """A hidden sample's output does not depend on its explanations; evaluation always sees them."""
+    model = make_model(encoder_dir, variant, dropout=0.0, explanation_dropout=0.999999, **extra)
+    batch, other = make_batch(seed=0), make_batch(seed=0)
+    other["expl_input_ids"] = make_batch(seed=1)["expl_input_ids"]
+    assert not torch.allclose(logits(model, batch), logits(model, other), atol=1e-6)
+
+    def train_logits(net: PGMRE, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        twin = copy.deepcopy(net).train()  # each call on a fresh copy: training updates the EMA banks
+        torch.manual_seed(1)  # the same encoder dropout masks and the same hidden samples
+        with torch.no_grad():
+            return twin(inputs).logits
+
+    assert torch.allclose(train_logits(model, batch), train_logits(model, other), atol=1e-6)
+    always_shown = make_model(encoder_dir, variant, dropout=0.0, **extra)
+    assert not torch.allclose(train_logits(always_shown, batch), train_logits(always_shown, other), atol=1e-6)

@@ -164,6 +164,13 @@ class ModelConfig(Strict):
         description="scale the explanation guidance of eqs. 9-10 by tanh(g), g a learned scalar that starts at 0, "
         "so +Ent starts explanation-blind and learns how much explanation to take (see docs/method.md)",
     )
+    explanation_dropout: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="in training, hide a sample's explanations from the rest of the network with this "
+        "probability (modality dropout), so the text path stays strong on its own (see docs/method.md)",
+    )
     prototype_init: Literal["data", "random"] = Field(
         "data", description="prototype banks start from k-means++ picks of the first batch, or random noise"
     )

@@ -27,6 +27,9 @@ CONFIG_NAME = "pgmre_config.json"
 WEIGHTS_NAME = "model.safetensors"
 ENCODER_PREFIX = "text_encoder."
 ExplanationEncoder = Literal["shared", "frozen"]
+# what eqs. (9)-(10) attend to: C_all', C_W [B, 2, Le, d], its mask, and the samples whose explanations
+# are hidden in this training step (model.explanation_dropout; None: none are)
+Guidance = tuple[Tensor, Tensor, Tensor, Tensor | None]
 
 
 @dataclass
@@ -162,8 +165,7 @@ class PGMRE(nn.Module):
         attr_ids: Tensor | None = None
         rel_ids: Tensor | None = None
 
-        c_all: Tensor | None = None
-        guidance: tuple[Tensor, Tensor, Tensor] | None = None  # (C_all', C_W, C_W mask)
+        guidance: Guidance | None = None
         if self.explanation_mlp is not None:
             c_words, c_word_mask, c_sentence = self._encode_explanations(batch)  # eq. (2)
             c_all = self.explanation_mlp(c_sentence.flatten(1))  # eq. (4): MLP([C_H_S ; C_T_S])
@@ -171,7 +173,7 @@ class PGMRE(nn.Module):
                 q = self.attr_quantizer(c_all)  # eqs. (5)-(7): nearest attribute prototype, straight-through
                 c_all, attr_ids = q.quantized, q.indices
                 vq_losses.append(q.loss)
-            guidance = (c_all, c_words, c_word_mask)
+            guidance = (c_all, c_words, c_word_mask, self._hide_explanations(len(c_all), c_all.device))
 
         parts = [sentence]
         if self.visual_proj is not None:
@@ -179,8 +181,9 @@ class PGMRE(nn.Module):
             if rel_loss is not None:
                 vq_losses.append(rel_loss)
             parts = [m, sentence]  # eq. (20): [M ; T_S]
-        elif c_all is not None:
-            parts = [sentence, c_all]
+        elif guidance is not None:
+            c_all, hidden = guidance[0], guidance[3]
+            parts = [sentence, c_all if hidden is None else c_all.masked_fill(hidden[:, None], 0.0)]
         fused = self.mlp_final(torch.cat(parts, dim=-1))  # eq. (20)
         logits = self.classifier(self.dropout(fused))  # eq. (21), softmax inside the loss
 
@@ -197,7 +200,7 @@ class PGMRE(nn.Module):
         batch: Mapping[str, Any],
         words: Tensor,
         word_mask: Tensor,
-        guidance: tuple[Tensor, Tensor, Tensor] | None,
+        guidance: Guidance | None,
     ) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """Eqs. (1), (9)-(19): visual slots guided by C_all', relation prototypes, fusion with T_W -> M."""
         assert self.visual_proj is not None and self.fuse_image is not None
@@ -236,14 +239,28 @@ class PGMRE(nn.Module):
             m = m + masked_mean(m_o + r_o, mask_o)  # eq. (19), object level
         return m, rel_ids, rel_loss
 
-    def _guidance_keys(self, c_all: Tensor, c_words: Tensor, c_word_mask: Tensor) -> tuple[Tensor, Tensor]:
-        """Keys/values of eqs. (9)-(10): C_all' alone (literal) or [C_all' ; C_H_W ; C_T_W] (with_words)."""
+    def _hide_explanations(self, batch_size: int, device: torch.device) -> Tensor | None:
+        """Training only: the samples whose explanations are hidden (``model.explanation_dropout``)."""
+        p = self.cfg.explanation_dropout
+        if not self.training or p <= 0:
+            return None
+        return torch.rand(batch_size, device=device) < p
+
+    def _guidance_keys(
+        self, c_all: Tensor, c_words: Tensor, c_word_mask: Tensor, hidden: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        """Keys/values of eqs. (9)-(10): C_all' alone (literal) or [C_all' ; C_H_W ; C_T_W] (with_words).
+
+        A sample whose explanations are ``hidden`` gets no key at all, so its visual slots pass unchanged.
+        """
         c = c_all[:, None]
         always = torch.ones(c.shape[:2], dtype=torch.bool, device=c.device)
         if self.cfg.rpm_attention == "literal":
-            return c, always
-        keys = torch.cat([c, c_words.flatten(1, 2)], dim=1)
-        return keys, torch.cat([always, c_word_mask.flatten(1)], dim=1)
+            keys, mask = c, always
+        else:
+            keys = torch.cat([c, c_words.flatten(1, 2)], dim=1)
+            mask = torch.cat([always, c_word_mask.flatten(1)], dim=1)
+        return keys, mask if hidden is None else mask & ~hidden[:, None]
 
     def _encode_text(self, batch: Mapping[str, Any]) -> tuple[Tensor, Tensor, Tensor]:
         """T_W [B, L, d], its mask, and T_S [B, d] per ``text_pooling``."""
