@@ -251,7 +251,7 @@ class PGMRE(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         """Keys/values of eqs. (9)-(10): C_all' alone (literal) or [C_all' ; C_H_W ; C_T_W] (with_words).
 
-        A sample whose explanations are ``hidden`` gets no key at all, so its visual slots pass unchanged.
+        A sample whose explanations are ``hidden`` gets no key at all: its visual slots pass as LayerNorm(F).
         """
         c = c_all[:, None]
         always = torch.ones(c.shape[:2], dtype=torch.bool, device=c.device)
