@@ -168,8 +168,8 @@ class ModelConfig(Strict):
         0.0,
         ge=0,
         lt=1,
-        description="in training, hide a sample's explanations from the rest of the network with this "
-        "probability (modality dropout), so the text path stays strong on its own (see docs/method.md)",
+        description="in training, hide a sample's explanations from the guidance attention and the classifier "
+        "with this probability (modality dropout; the attribute bank still trains on them; see docs/method.md)",
     )
     prototype_init: Literal["data", "random"] = Field(
         "data", description="prototype banks start from k-means++ picks of the first batch, or random noise"
@@ -183,6 +183,10 @@ class ModelConfig(Strict):
             )
         if self.use_apm and not self.use_explanations:
             raise ValueError("model.use_apm needs entity explanations: set model.use_explanations=true")
+        if self.explanation_dropout and not self.use_explanations:
+            raise ValueError(
+                "model.explanation_dropout needs entity explanations: set model.use_explanations=true"
+            )
         return self
 
 

@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import safetensors.torch
 import torch
@@ -27,9 +27,15 @@ CONFIG_NAME = "pgmre_config.json"
 WEIGHTS_NAME = "model.safetensors"
 ENCODER_PREFIX = "text_encoder."
 ExplanationEncoder = Literal["shared", "frozen"]
-# what eqs. (9)-(10) attend to: C_all', C_W [B, 2, Le, d], its mask, and the samples whose explanations
-# are hidden in this training step (model.explanation_dropout; None: none are)
-Guidance = tuple[Tensor, Tensor, Tensor, Tensor | None]
+
+
+class Guidance(NamedTuple):
+    """What eqs. (9)-(10) attend to, and which samples may not see it in this training step."""
+
+    c_all: Tensor  # C_all' [B, d]
+    words: Tensor  # C_W [B, 2, Le, d] (head, tail)
+    word_mask: Tensor  # [B, 2, Le]
+    hidden: Tensor | None  # [B] bool, model.explanation_dropout; None: nothing hidden
 
 
 @dataclass
@@ -173,7 +179,9 @@ class PGMRE(nn.Module):
                 q = self.attr_quantizer(c_all)  # eqs. (5)-(7): nearest attribute prototype, straight-through
                 c_all, attr_ids = q.quantized, q.indices
                 vq_losses.append(q.loss)
-            guidance = (c_all, c_words, c_word_mask, self._hide_explanations(len(c_all), c_all.device))
+            guidance = Guidance(
+                c_all, c_words, c_word_mask, self._hide_explanations(len(c_all), c_all.device)
+            )
 
         parts = [sentence]
         if self.visual_proj is not None:
@@ -182,7 +190,7 @@ class PGMRE(nn.Module):
                 vq_losses.append(rel_loss)
             parts = [m, sentence]  # eq. (20): [M ; T_S]
         elif guidance is not None:
-            c_all, hidden = guidance[0], guidance[3]
+            c_all, hidden = guidance.c_all, guidance.hidden
             parts = [sentence, c_all if hidden is None else c_all.masked_fill(hidden[:, None], 0.0)]
         fused = self.mlp_final(torch.cat(parts, dim=-1))  # eq. (20)
         logits = self.classifier(self.dropout(fused))  # eq. (21), softmax inside the loss
@@ -218,7 +226,7 @@ class PGMRE(nn.Module):
         r_v, r_o = f_v, f_o  # Base: the visual features themselves enter the fusion
         if guidance is not None:
             assert self.guide_image is not None
-            keys, key_mask = self._guidance_keys(*guidance)
+            keys, key_mask = self._guidance_keys(guidance)
             r_v = self.guide_image(f_v, keys, key_mask)  # eq. (9)
             if has_objects and self.guide_objects is not None:
                 r_o = self.guide_objects(f_o, keys, key_mask)  # eq. (10)
@@ -246,21 +254,19 @@ class PGMRE(nn.Module):
             return None
         return torch.rand(batch_size, device=device) < p
 
-    def _guidance_keys(
-        self, c_all: Tensor, c_words: Tensor, c_word_mask: Tensor, hidden: Tensor | None
-    ) -> tuple[Tensor, Tensor]:
+    def _guidance_keys(self, guidance: Guidance) -> tuple[Tensor, Tensor]:
         """Keys/values of eqs. (9)-(10): C_all' alone (literal) or [C_all' ; C_H_W ; C_T_W] (with_words).
 
         A sample whose explanations are ``hidden`` gets no key at all: its visual slots pass as LayerNorm(F).
         """
-        c = c_all[:, None]
+        c = guidance.c_all[:, None]
         always = torch.ones(c.shape[:2], dtype=torch.bool, device=c.device)
         if self.cfg.rpm_attention == "literal":
             keys, mask = c, always
         else:
-            keys = torch.cat([c, c_words.flatten(1, 2)], dim=1)
-            mask = torch.cat([always, c_word_mask.flatten(1)], dim=1)
-        return keys, mask if hidden is None else mask & ~hidden[:, None]
+            keys = torch.cat([c, guidance.words.flatten(1, 2)], dim=1)
+            mask = torch.cat([always, guidance.word_mask.flatten(1)], dim=1)
+        return keys, mask if guidance.hidden is None else mask & ~guidance.hidden[:, None]
 
     def _encode_text(self, batch: Mapping[str, Any]) -> tuple[Tensor, Tensor, Tensor]:
         """T_W [B, L, d], its mask, and T_S [B, d] per ``text_pooling``."""
