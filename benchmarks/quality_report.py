@@ -86,6 +86,7 @@ PAIRS = [
     ("base", "full"),
     ("text-only", "full"),
     ("ent", "ent-seed43"),
+    ("base", "ent-seed43"),
     ("full", "full-seed43"),
     ("full", "full-k8"),
     ("full-seed43", "full-k8"),
@@ -106,12 +107,15 @@ PAIRS = [
     ("base", "ent-shared"),
     ("full", "full-shared"),
     ("base", "full-shared"),
+    ("full-k8", "full-k8-seed43"),
     ("full-seed43", "full-k8-seed43"),
     ("base", "full-k8-seed43"),
     ("ent", "ent-xdrop"),
     ("base", "ent-xdrop"),
     ("full", "full-xdrop"),
+    ("full-seed43", "full-xdrop"),
     ("base", "full-xdrop"),
+    ("text-only", "full-xdrop"),
 ]
 
 
