@@ -111,6 +111,7 @@ PAIRS = [
     ("full-seed43", "full-k8-seed43"),
     ("base", "full-k8-seed43"),
     ("ent", "ent-xdrop"),
+    ("ent-seed43", "ent-xdrop"),
     ("base", "ent-xdrop"),
     ("full", "full-xdrop"),
     ("full-seed43", "full-xdrop"),
