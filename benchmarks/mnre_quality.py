@@ -64,7 +64,6 @@ EXPERIMENTS: dict[str, tuple[str, str, list[str]]] = {
     "full-gate": ("fixes", "full", ["model.guidance_gate=true"]),
     # the paper's reading: explanations run through the fine-tuned text encoder instead of frozen features
     "ent-shared": ("fixes", "ent", ["text.explanation_encoder=shared"]),
-    "full-shared": ("fixes", "full", ["text.explanation_encoder=shared"]),
     # modality dropout: each training sample hides its explanations with probability 0.5
     "ent-xdrop": ("fixes", "ent", ["model.explanation_dropout=0.5"]),
     "full-xdrop": ("fixes", "full", ["model.explanation_dropout=0.5"]),
