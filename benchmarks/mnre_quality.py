@@ -67,6 +67,7 @@ EXPERIMENTS: dict[str, tuple[str, str, list[str]]] = {
     # modality dropout: each training sample hides its explanations with probability 0.5
     "ent-xdrop": ("fixes", "ent", ["model.explanation_dropout=0.5"]),
     "full-xdrop": ("fixes", "full", ["model.explanation_dropout=0.5"]),
+    "ent-xdrop-seed43": ("fixes", "ent", ["model.explanation_dropout=0.5", "seed=43"]),
     "full-novisual": (
         "visual",
         "full",

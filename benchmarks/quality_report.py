@@ -59,6 +59,7 @@ LABELS = {
     "full-k8-seed43": "PG-MRE, k = t = 8, seed 43 (control)",
     "ent-xdrop": "Base+Ent, explanation dropout 0.5",
     "full-xdrop": "PG-MRE, explanation dropout 0.5",
+    "ent-xdrop-seed43": "Base+Ent, explanation dropout 0.5, seed 43",
 }
 ABLATION = [
     "text-only",
@@ -110,6 +111,8 @@ PAIRS = [
     ("ent", "ent-xdrop"),
     ("ent-seed43", "ent-xdrop"),
     ("base", "ent-xdrop"),
+    ("ent-seed43", "ent-xdrop-seed43"),
+    ("base", "ent-xdrop-seed43"),
     ("full", "full-xdrop"),
     ("full-seed43", "full-xdrop"),
     ("base", "full-xdrop"),
