@@ -6,12 +6,19 @@ For each run directory (trained with explanations), scores the best checkpoint o
 - ``shuffled-<seed>``: every sample gets the (head, tail) explanations of another val sample, a
   seeded permutation: the features are real explanations, only the pairing is wrong;
 - ``names``: the entity names in place of the explanations (the ``explain.backend=name`` control);
+- ``hidden``: every explanation hidden as ``model.explanation_dropout`` hides it in training (the batch's
+  ``explanations_hidden``). Only runs trained with that dropout have seen this input; for them it is
+  the same network without the explanations;
 - ``gate-closed`` (runs with ``model.guidance_gate``): the gates set to 0, i.e. no explanation guidance.
 
-A model that relies on the explanation *content* loses F1 when it is shuffled; one that ignores it
-does not. Results: ``benchmarks/results/explanation_reliance.json``.
+``--write docs/results.md`` renders the tables of every probed run into that file.
 
-    python benchmarks/explanation_reliance.py runs/bench/ent runs/bench/ent-gate
+A model that relies on the explanation *content* loses F1 when it is shuffled; one that ignores it
+does not. Each setting is also scored on val subsets: unseen and seen entities (MNRE-US and the rest)
+and the samples with at least one Wikipedia explanation (the others are the LLM's alone), to show where
+the explanations help or hurt. Results: ``benchmarks/results/explanation_reliance.json``.
+
+    python benchmarks/explanation_reliance.py runs/bench/ent runs/bench/ent-gate --write docs/results.md
 """
 
 from __future__ import annotations
@@ -22,24 +29,64 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from common import ROOT, VAL, save_results
+from common import ROOT, TRAIN, VAL, replace_block, save_results
 from pgmre.data.mnre import load_samples
+from pgmre.data.subsets import unseen_mask
 from pgmre.evaluate.inference import predict_dataset
 from pgmre.evaluate.metrics import score
+from pgmre.explain.cache import ExplanationCache
 from pgmre.pipeline import MREPipeline
+from quality_report import LABELS
 
 RESULTS = ROOT / "benchmarks" / "results" / "explanation_reliance.json"
 SUMMARY = ("accuracy", "precision", "recall", "f1", "macro_f1")
 
 
-def _score(pipeline: MREPipeline, model: Any, samples: list, explanations: list[tuple[str, str]]) -> dict:
+def _subsets(pipeline: MREPipeline, samples: list, real: list[tuple[str, str]]) -> dict[str, np.ndarray]:
+    """Val subsets by entity novelty and by the backend that wrote the sample's explanations."""
+    unseen = np.array(unseen_mask(samples, load_samples(ROOT / TRAIN, pipeline.vocab)), dtype=bool)
+    from_wikipedia: set[str] = set()
+    cache_path = pipeline.config.explain.cache
+    if cache_path is not None:
+        with ExplanationCache(ROOT / cache_path) as cache:
+            rows = cache.db.execute("SELECT explanation FROM explanations WHERE backend = 'wikipedia'")
+            from_wikipedia = {text for (text,) in rows}
+    wikipedia = np.array([h in from_wikipedia or t in from_wikipedia for h, t in real], dtype=bool)
+    return {"unseen": unseen, "seen": ~unseen, "wikipedia": wikipedia, "llm_only": ~wikipedia}
+
+
+def _score(
+    pipeline: MREPipeline,
+    model: Any,
+    samples: list,
+    explanations: list[tuple[str, str]],
+    subsets: dict[str, np.ndarray],
+    hidden: bool = False,
+) -> dict:
     dataset = pipeline.dataset(samples, explanations=explanations)
-    predictions = predict_dataset(model, dataset, pipeline.collate)
-    predicted = [pipeline.vocab.decode(int(i)) for i in predictions.labels]
-    report = score([s.relation for s in samples], predicted, pipeline.vocab)
-    return {k: report[k] for k in SUMMARY}
+
+    def collate(items: list[Any]) -> dict[str, Any]:
+        batch = pipeline.collate(items)
+        if hidden:
+            batch["explanations_hidden"] = torch.ones(len(items), dtype=torch.bool)
+        return batch
+
+    predictions = predict_dataset(model, dataset, collate)
+    predicted = np.array([pipeline.vocab.decode(int(i)) for i in predictions.labels])
+    gold = np.array([s.relation for s in samples])
+    report = score(list(gold), list(predicted), pipeline.vocab)
+    row = {k: report[k] for k in SUMMARY}
+    row["subsets"] = {
+        name: {
+            "n": int(mask.sum()),
+            "f1": score(list(gold[mask]), list(predicted[mask]), pipeline.vocab)["f1"],
+        }
+        for name, mask in subsets.items()
+    }
+    return row
 
 
 def probe_run(run: Path, seeds: list[int]) -> dict[str, Any]:
@@ -50,40 +97,101 @@ def probe_run(run: Path, seeds: list[int]) -> dict[str, Any]:
     model = pipeline.load_model(run / "best")
     samples = load_samples(ROOT / VAL, pipeline.vocab)
     real = pipeline.explanations(samples, generate=False)
+    subsets = _subsets(pipeline, samples, real)
     settings: dict[str, list[tuple[str, str]]] = {"real": real}
     for seed in seeds:
         order = torch.randperm(len(real), generator=torch.Generator().manual_seed(seed)).tolist()
         settings[f"shuffled-{seed}"] = [real[i] for i in order]
     settings["names"] = [(s.head.name, s.tail.name) for s in samples]
-    scores = {name: _score(pipeline, model, samples, expl) for name, expl in settings.items()}
+    scores = {name: _score(pipeline, model, samples, expl, subsets) for name, expl in settings.items()}
+    scores["hidden"] = _score(pipeline, model, samples, real, subsets, hidden=True)
     gates = [m for m in (model.guide_image, model.guide_objects) if m is not None and m.gate is not None]
     if gates:
         with torch.no_grad():
             for block in gates:
                 block.gate.zero_()
-        scores["gate-closed"] = _score(pipeline, model, samples, real)
+        scores["gate-closed"] = _score(pipeline, model, samples, real, subsets)
     return {
         "run": str(run),
+        "explanation_dropout": pipeline.config.model.explanation_dropout,
         "n": len(samples),
         "scores": scores,
         "seconds": round(time.perf_counter() - started, 1),
     }
 
 
+def _ordered(runs: dict[str, Any]) -> list[str]:
+    known = [name for name in LABELS if name in runs]
+    return known + sorted(set(runs) - set(known))
+
+
+def reliance_table(runs: dict[str, Any]) -> str:
+    """F1 per replacement; hidden scores of runs never trained without explanations are in brackets."""
+    rows = [
+        "| run | own explanations | another sample's (2 permutations) | entity names instead | hidden | gate closed |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name in _ordered(runs):
+        scores, trained_hidden = runs[name]["scores"], runs[name].get("explanation_dropout", 0) > 0
+        f1 = {k: f"{v['f1']:.2f}" for k, v in scores.items()}
+        shuffled = " / ".join(v for k, v in f1.items() if k.startswith("shuffled-"))
+        hidden = f1.get("hidden", "–") if trained_hidden or "hidden" not in f1 else f"({f1['hidden']})"
+        label = LABELS.get(name, name)
+        rows.append(
+            f"| {label} (`{name}`) | {f1['real']} | {shuffled} | {f1['names']} | {hidden} | {f1.get('gate-closed', '–')} |"
+        )
+    return "\n".join(rows)
+
+
+def subsets_table(runs: dict[str, Any]) -> str:
+    """Own / hidden F1 per val subset, for the runs trained with explanation dropout."""
+    names = [
+        n
+        for n in _ordered(runs)
+        if runs[n].get("explanation_dropout", 0) > 0 and "hidden" in runs[n]["scores"]
+    ]
+    if not names:
+        return "(no run trained with explanation dropout has been probed)"
+    sizes = runs[names[0]]["scores"]["real"]["subsets"]
+    titles = {
+        "unseen": "unseen",
+        "seen": "seen",
+        "wikipedia": "with a Wikipedia explanation",
+        "llm_only": "LLM only",
+    }
+    rows = [
+        "| run | " + " | ".join(f"{titles[k]} ({v['n']:,})" for k, v in sizes.items()) + " |",
+        "| --- |" + " --- |" * len(sizes),
+    ]
+    for name in names:
+        real, hidden = runs[name]["scores"]["real"]["subsets"], runs[name]["scores"]["hidden"]["subsets"]
+        cells = [
+            f"{real[k]['f1']:.2f} / {hidden[k]['f1']:.2f} ({hidden[k]['f1'] - real[k]['f1']:+.1f})"
+            for k in sizes
+        ]
+        rows.append(f"| `{name}` | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("runs", nargs="+", type=Path, help="run directories (with best/)")
+    parser.add_argument("runs", nargs="*", type=Path, help="run directories (with best/)")
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1])
+    parser.add_argument("--write", type=Path, help="also replace the reliance_* blocks of this Markdown file")
     args = parser.parse_args()
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"runs": {}}
     for run in args.runs:
         row = probe_run(run, args.seeds)
         results["runs"][run.name] = row
         print(json.dumps({run.name: {k: v["f1"] for k, v in row["scores"].items()}}), flush=True)
-    results["torch_threads"] = torch.get_num_threads()
-    save_results(RESULTS, results)
+    if args.runs:
+        results["torch_threads"] = torch.get_num_threads()
+        save_results(RESULTS, results)
+    if args.write:
+        doc = replace_block(args.write.read_text(), "reliance_table", reliance_table(results["runs"]))
+        args.write.write_text(replace_block(doc, "reliance_subsets", subsets_table(results["runs"])))
 
 
 if __name__ == "__main__":

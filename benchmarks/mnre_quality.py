@@ -68,6 +68,10 @@ EXPERIMENTS: dict[str, tuple[str, str, list[str]]] = {
     "ent-xdrop": ("fixes", "ent", ["model.explanation_dropout=0.5"]),
     "full-xdrop": ("fixes", "full", ["model.explanation_dropout=0.5"]),
     "ent-xdrop-seed43": ("fixes", "ent", ["model.explanation_dropout=0.5", "seed=43"]),
+    "full-xdrop-seed43": ("fixes", "full", ["model.explanation_dropout=0.5", "seed=43"]),
+    # the same at other rates and seeds
+    "full-xdrop70": ("fixes", "full", ["model.explanation_dropout=0.7"]),
+    "ent-xdrop70": ("fixes", "ent", ["model.explanation_dropout=0.7"]),
     "full-novisual": (
         "visual",
         "full",

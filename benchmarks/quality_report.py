@@ -60,6 +60,9 @@ LABELS = {
     "ent-xdrop": "Base+Ent, explanation dropout 0.5",
     "full-xdrop": "PG-MRE, explanation dropout 0.5",
     "ent-xdrop-seed43": "Base+Ent, explanation dropout 0.5, seed 43",
+    "full-xdrop-seed43": "PG-MRE, explanation dropout 0.5, seed 43",
+    "full-xdrop70": "PG-MRE, explanation dropout 0.7",
+    "ent-xdrop70": "Base+Ent, explanation dropout 0.7",
 }
 ABLATION = [
     "text-only",
@@ -117,6 +120,11 @@ PAIRS = [
     ("full-seed43", "full-xdrop"),
     ("base", "full-xdrop"),
     ("text-only", "full-xdrop"),
+    ("full-seed43", "full-xdrop-seed43"),
+    ("base", "full-xdrop-seed43"),
+    ("full-xdrop", "full-xdrop70"),
+    ("base", "full-xdrop70"),
+    ("ent-xdrop", "ent-xdrop70"),
 ]
 
 

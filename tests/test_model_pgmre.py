@@ -376,7 +376,7 @@ def test_guidance_gate_starts_closed_and_opens_with_training(encoder_dir: Path) 
     ids=["ent", "full", "ent-rpm-literal", "full-gated", "full-frozen", "ent-novisual"],
 )
 def test_explanation_dropout_hides_exactly_the_chosen_samples(
-    encoder_dir: Path, variant: str, extra: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    encoder_dir: Path, variant: str, extra: dict[str, Any]
 ) -> None:
     """A hidden sample's output ignores its explanations; the other samples of the batch still use theirs."""
     model = make_model(encoder_dir, variant, explanation_dropout=0.5, **extra)
@@ -384,15 +384,15 @@ def test_explanation_dropout_hides_exactly_the_chosen_samples(
         if block is not None and block.gate is not None:
             block.gate.data.fill_(1.0)  # a closed gate would hide every explanation
     hidden = torch.arange(B) % 2 == 0
-    monkeypatch.setattr(model, "_hide_explanations", lambda batch_size, device: hidden)
     batch, other = make_batch(seed=0), make_batch(seed=0)
     other["expl_input_ids"] = make_batch(seed=1)["expl_input_ids"]
     for inputs in (batch, other):
         g = torch.Generator().manual_seed(len(inputs) + (inputs is other))
         inputs["expl_states"] = torch.randn(B, 2, LE, 20, generator=g)
         inputs["expl_pooled"] = torch.randn(B, 2, 20, generator=g)
+        inputs["explanations_hidden"] = hidden  # the same masks as a training step's draw
 
-    # eval mode: no dropout, no EMA updates; the patched hider stands in for a training step's draw
+    # eval mode: no dropout, no EMA updates
     changed = (logits(model, batch) - logits(model, other)).abs().amax(1) > 1e-6
     assert torch.equal(changed, ~hidden)
 
@@ -402,11 +402,20 @@ def test_explanation_dropout_draws_only_in_training(encoder_dir: Path) -> None:
     model = make_model(encoder_dir, "full", explanation_dropout=0.3)
     model.train()
     torch.manual_seed(0)
-    hidden = model._hide_explanations(20_000, torch.device("cpu"))
+    hidden = model._draw_explanation_dropout(20_000, torch.device("cpu"))
     assert hidden is not None and abs(hidden.float().mean().item() - 0.3) < 0.02
+    given = torch.zeros(20_000, dtype=torch.bool)
+    given[:100] = True
+    both = model._hidden_explanations({"explanations_hidden": given}, 20_000)
+    assert both is not None and bool(both[:100].all()) and abs(both[100:].float().mean().item() - 0.3) < 0.02
     model.eval()
-    assert model._hide_explanations(20_000, torch.device("cpu")) is None
-    assert make_model(encoder_dir, "full").train()._hide_explanations(8, torch.device("cpu")) is None
+    assert model._draw_explanation_dropout(20_000, torch.device("cpu")) is None
+    assert model._hidden_explanations({}, 8) is None
+    assert torch.equal(model._hidden_explanations({"explanations_hidden": given}, 20_000), given)
+    with pytest.raises(ValueError, match="explanations_hidden has shape"):
+        model._hidden_explanations({"explanations_hidden": given}, 8)
+    untrained = make_model(encoder_dir, "full").train()
+    assert untrained._draw_explanation_dropout(8, torch.device("cpu")) is None
 
     batch, other = make_batch(seed=0), make_batch(seed=0)
     other["expl_input_ids"] = make_batch(seed=1)["expl_input_ids"]

@@ -179,9 +179,7 @@ class PGMRE(nn.Module):
                 q = self.attr_quantizer(c_all)  # eqs. (5)-(7): nearest attribute prototype, straight-through
                 c_all, attr_ids = q.quantized, q.indices
                 vq_losses.append(q.loss)
-            guidance = Guidance(
-                c_all, c_words, c_word_mask, self._hide_explanations(len(c_all), c_all.device)
-            )
+            guidance = Guidance(c_all, c_words, c_word_mask, self._hidden_explanations(batch, len(c_all)))
 
         parts = [sentence]
         if self.visual_proj is not None:
@@ -247,8 +245,25 @@ class PGMRE(nn.Module):
             m = m + masked_mean(m_o + r_o, mask_o)  # eq. (19), object level
         return m, rel_ids, rel_loss
 
-    def _hide_explanations(self, batch_size: int, device: torch.device) -> Tensor | None:
-        """Training only: the samples whose explanations are hidden (``model.explanation_dropout``)."""
+    def _hidden_explanations(self, batch: Mapping[str, Any], batch_size: int) -> Tensor | None:
+        """The samples whose explanations are hidden: the batch's ``explanations_hidden`` ([B] bool, any
+        mode; probes what a model reads from them) OR'ed with the training draw of ``model.explanation_dropout``.
+        """
+        device = self.classifier.weight.device
+        given = batch.get("explanations_hidden")
+        if given is not None:
+            given = torch.as_tensor(given, device=device).bool()
+            if given.shape != (batch_size,):
+                raise ValueError(
+                    f"explanations_hidden has shape {tuple(given.shape)}, expected ({batch_size},)"
+                )
+        drawn = self._draw_explanation_dropout(batch_size, device)
+        if given is None or drawn is None:
+            return given if drawn is None else drawn
+        return given | drawn
+
+    def _draw_explanation_dropout(self, batch_size: int, device: torch.device) -> Tensor | None:
+        """Training only: each sample hides its explanations with probability ``model.explanation_dropout``."""
         p = self.cfg.explanation_dropout
         if not self.training or p <= 0:
             return None
