@@ -19,6 +19,38 @@ TRAIN = f"{MNRE_DIR}/mnre_train.txt"
 VAL = f"{MNRE_DIR}/mnre_val.txt"
 
 
+# the display name of every experiment of mnre_quality.py, in report order
+LABELS = {
+    "text-only": "Text only (entity markers)",
+    "base": "Base",
+    "ent": "Base+Ent",
+    "ent-apm": "Base+Ent+APM",
+    "ent-rpm": "Base+Ent+RPM",
+    "full": "Base+Ent+RPM+APM (PG-MRE)",
+    "full-k8": "PG-MRE, k = t = 8",
+    "full-k46": "PG-MRE, k = t = 46",
+    "full-cogvlm": "PG-MRE, CogVLM caption only",
+    "full-minicpm": "PG-MRE, MiniCPM-V caption only",
+    "full-blip": "PG-MRE, BLIP caption only",
+    "full-novisual": "PG-MRE without visual input",
+    "full-refresh100": "PG-MRE, k-means refresh every 100 steps",
+    "ent-names": "Base+Ent, entity names as explanations (control)",
+    "base-seed43": "Base, seed 43 (control)",
+    "ent-seed43": "Base+Ent, seed 43 (control)",
+    "full-seed43": "PG-MRE, seed 43 (control)",
+    "ent-gate": "Base+Ent, gated guidance",
+    "full-gate": "PG-MRE, gated guidance",
+    "ent-shared": "Base+Ent, explanations through the fine-tuned encoder",
+    "full-k8-seed43": "PG-MRE, k = t = 8, seed 43 (control)",
+    "ent-xdrop": "Base+Ent, explanation dropout 0.5",
+    "full-xdrop": "PG-MRE, explanation dropout 0.5",
+    "ent-xdrop-seed43": "Base+Ent, explanation dropout 0.5, seed 43",
+    "full-xdrop-seed43": "PG-MRE, explanation dropout 0.5, seed 43",
+    "full-xdrop70": "PG-MRE, explanation dropout 0.7",
+    "ent-xdrop70": "Base+Ent, explanation dropout 0.7",
+}
+
+
 def train_command(
     variant: str, run_dir: Path, *overrides: str, config: str = "configs/cpu.yaml"
 ) -> list[str]:

@@ -18,7 +18,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from common import ROOT, replace_block
+from common import LABELS, ROOT, replace_block
 from common import VAL as VAL_PATH
 
 RESULTS = ROOT / "benchmarks" / "results" / "mnre_quality.json"
@@ -35,35 +35,6 @@ PAPER_TABLE2 = {
     "full": (96.34, 92.41, 91.25, 91.82),
 }
 PAPER_TABLE3 = {"HVPNeT": (87.43, 86.94), "TMR": (93.71, 94.49), "PG-MRE": (95.81, 96.00)}
-LABELS = {
-    "text-only": "Text only (entity markers)",
-    "base": "Base",
-    "ent": "Base+Ent",
-    "ent-apm": "Base+Ent+APM",
-    "ent-rpm": "Base+Ent+RPM",
-    "full": "Base+Ent+RPM+APM (PG-MRE)",
-    "full-k8": "PG-MRE, k = t = 8",
-    "full-k46": "PG-MRE, k = t = 46",
-    "full-cogvlm": "PG-MRE, CogVLM caption only",
-    "full-minicpm": "PG-MRE, MiniCPM-V caption only",
-    "full-blip": "PG-MRE, BLIP caption only",
-    "full-novisual": "PG-MRE without visual input",
-    "full-refresh100": "PG-MRE, k-means refresh every 100 steps",
-    "ent-names": "Base+Ent, entity names as explanations (control)",
-    "base-seed43": "Base, seed 43 (control)",
-    "ent-seed43": "Base+Ent, seed 43 (control)",
-    "full-seed43": "PG-MRE, seed 43 (control)",
-    "ent-gate": "Base+Ent, gated guidance",
-    "full-gate": "PG-MRE, gated guidance",
-    "ent-shared": "Base+Ent, explanations through the fine-tuned encoder",
-    "full-k8-seed43": "PG-MRE, k = t = 8, seed 43 (control)",
-    "ent-xdrop": "Base+Ent, explanation dropout 0.5",
-    "full-xdrop": "PG-MRE, explanation dropout 0.5",
-    "ent-xdrop-seed43": "Base+Ent, explanation dropout 0.5, seed 43",
-    "full-xdrop-seed43": "PG-MRE, explanation dropout 0.5, seed 43",
-    "full-xdrop70": "PG-MRE, explanation dropout 0.7",
-    "ent-xdrop70": "Base+Ent, explanation dropout 0.7",
-}
 ABLATION = [
     "text-only",
     "base",
@@ -125,6 +96,7 @@ PAIRS = [
     ("full-xdrop", "full-xdrop70"),
     ("base", "full-xdrop70"),
     ("ent-xdrop", "ent-xdrop70"),
+    ("base", "ent-xdrop70"),
 ]
 
 

@@ -18,6 +18,7 @@ from pgmre.explain import (
     ExplanationRequest,
     ExplanationResult,
     ExplanationsMissing,
+    explanation_sources,
     explanations_for,
     import_artifact_once,
 )
@@ -173,6 +174,11 @@ def test_chain_uses_earlier_hits_without_asking_later_backends(tmp_path: Path) -
         assert explanations_for(make_samples(), cfg, generate=False) == first
         assert explanations_for(make_samples(), cfg) == first
         assert sum(len(t) for t in server.attempts.values()) == 2  # the reruns were all cache hits
+        assert explanation_sources(make_samples(), cfg) == [
+            ("openai", "wikipedia"),
+            ("wikipedia", "openai"),
+            ("openai", "wikipedia"),
+        ]
 
 
 def test_generate_false_lists_what_is_missing(tmp_path: Path) -> None:

@@ -375,11 +375,15 @@ def test_guidance_gate_starts_closed_and_opens_with_training(encoder_dir: Path) 
     # both explanations of a swap to the same vector
     ids=["ent", "full", "ent-rpm-literal", "full-gated", "full-frozen", "ent-novisual"],
 )
-def test_explanation_dropout_hides_exactly_the_chosen_samples(
+def test_explanations_hidden_hides_exactly_the_marked_samples(
     encoder_dir: Path, variant: str, extra: dict[str, Any]
 ) -> None:
-    """A hidden sample's output ignores its explanations; the other samples of the batch still use theirs."""
-    model = make_model(encoder_dir, variant, explanation_dropout=0.5, **extra)
+    """A hidden sample's output ignores its explanations; the other samples of the batch still use theirs.
+
+    Explanation dropout builds the same mask from its draw (``_hidden_explanations``), so this covers
+    the paths a dropped sample takes in training, without the draw's randomness.
+    """
+    model = make_model(encoder_dir, variant, **extra)
     for block in (model.guide_image, model.guide_objects):
         if block is not None and block.gate is not None:
             block.gate.data.fill_(1.0)  # a closed gate would hide every explanation
@@ -414,6 +418,10 @@ def test_explanation_dropout_draws_only_in_training(encoder_dir: Path) -> None:
     assert torch.equal(model._hidden_explanations({"explanations_hidden": given}, 20_000), given)
     with pytest.raises(ValueError, match="explanations_hidden has shape"):
         model._hidden_explanations({"explanations_hidden": given}, 8)
+    with pytest.raises(ValueError, match="must be a bool tensor"):
+        model._hidden_explanations({"explanations_hidden": given.float()}, 20_000)
+    with pytest.raises(ValueError, match="built without explanations"):
+        make_model(encoder_dir, "base").eval()({**make_batch(seed=0), "explanations_hidden": given[:B]})
     untrained = make_model(encoder_dir, "full").train()
     assert untrained._draw_explanation_dropout(8, torch.device("cpu")) is None
 

@@ -51,6 +51,27 @@ def explanations_for(
     long-lived chain (a server's: models stay loaded between calls), used and left open; by default the
     chain is built from ``cfg`` and closed here.
     """
+    pairs = _explained(samples, cfg, generate, progress, backends)
+    return [(head[0], tail[0]) for head, tail in pairs]
+
+
+def explanation_sources(samples: Sequence[Sample], cfg: ExplainConfig) -> list[tuple[str, str]]:
+    """(head, tail) name of the backend that wrote each sample's cached explanations (nothing generated).
+
+    Lets an analysis split samples by source, e.g. Wikipedia extracts against LLM text.
+    """
+    pairs = _explained(samples, cfg, generate=False, progress=False, backends=None)
+    return [(head[1], tail[1]) for head, tail in pairs]
+
+
+def _explained(
+    samples: Sequence[Sample],
+    cfg: ExplainConfig,
+    generate: bool,
+    progress: bool,
+    backends: list[Backend] | None,
+) -> list[tuple[tuple[str, str], tuple[str, str]]]:
+    """((text, backend) of the head, (text, backend) of the tail) per sample; see ``explanations_for``."""
     with ExplanationCache(cfg.cache) as cache:
         if cfg.artifact:
             import_artifact_once(cache, cfg.artifact)
@@ -79,8 +100,8 @@ def explanations_for(
             f"mentions) are missing from {cfg.cache} for backend chain {cfg.backend!r}, template "
             f"{cfg.template}: {why}. First ones:\n{first}"
         )
-    pairs = [explained[normalise(r)][0] for r in requests]
-    return list(zip(pairs[0::2], pairs[1::2], strict=True))
+    found = [explained[normalise(r)] for r in requests]
+    return list(zip(found[0::2], found[1::2], strict=True))
 
 
 __all__ = [
@@ -97,6 +118,7 @@ __all__ = [
     "PromptTemplate",
     "RunReport",
     "build_backends",
+    "explanation_sources",
     "explanations_for",
     "get_template",
     "import_artifact_once",

@@ -30,12 +30,12 @@ ExplanationEncoder = Literal["shared", "frozen"]
 
 
 class Guidance(NamedTuple):
-    """What eqs. (9)-(10) attend to, and which samples may not see it in this training step."""
+    """What eqs. (9)-(10) attend to, and which samples of the batch may not see it."""
 
     c_all: Tensor  # C_all' [B, d]
     words: Tensor  # C_W [B, 2, Le, d] (head, tail)
     word_mask: Tensor  # [B, 2, Le]
-    hidden: Tensor | None  # [B] bool, model.explanation_dropout; None: nothing hidden
+    hidden: Tensor | None  # [B] bool: explanation dropout and/or the batch's explanations_hidden; None: none
 
 
 @dataclass
@@ -172,6 +172,8 @@ class PGMRE(nn.Module):
         rel_ids: Tensor | None = None
 
         guidance: Guidance | None = None
+        if self.explanation_mlp is None and batch.get("explanations_hidden") is not None:
+            raise ValueError("explanations_hidden given, but this model was built without explanations")
         if self.explanation_mlp is not None:
             c_words, c_word_mask, c_sentence = self._encode_explanations(batch)  # eq. (2)
             c_all = self.explanation_mlp(c_sentence.flatten(1))  # eq. (4): MLP([C_H_S ; C_T_S])
@@ -252,7 +254,9 @@ class PGMRE(nn.Module):
         device = self.classifier.weight.device
         given = batch.get("explanations_hidden")
         if given is not None:
-            given = torch.as_tensor(given, device=device).bool()
+            given = torch.as_tensor(given, device=device)
+            if given.dtype != torch.bool:
+                raise ValueError(f"explanations_hidden must be a bool tensor, got {given.dtype}")
             if given.shape != (batch_size,):
                 raise ValueError(
                     f"explanations_hidden has shape {tuple(given.shape)}, expected ({batch_size},)"
