@@ -38,6 +38,7 @@ LABELS = {
     "base-seed43": "Base, seed 43 (control)",
     "ent-seed43": "Base+Ent, seed 43 (control)",
     "full-seed43": "PG-MRE, seed 43 (control)",
+    "full-literal": "PG-MRE, literal eqs. (9)-(10): attention to C_all' alone",
     "ent-gate": "Base+Ent, gated guidance",
     "full-gate": "PG-MRE, gated guidance",
     "ent-shared": "Base+Ent, explanations through the fine-tuned encoder",

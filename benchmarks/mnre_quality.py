@@ -52,6 +52,8 @@ EXPERIMENTS: dict[str, tuple[str, str, list[str]]] = {
     "base-seed43": ("controls", "base", ["seed=43"]),
     "ent-seed43": ("controls", "ent", ["seed=43"]),
     "full-seed43": ("controls", "full", ["seed=43"]),
+    # the literal reading of eqs. (9)-(10): the visual slots attend to C_all' alone (docs/method.md)
+    "full-literal": ("controls", "full", ["model.rpm_attention=literal"]),
     "full-k8-seed43": (
         "prototypes",
         "full",

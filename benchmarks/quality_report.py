@@ -97,6 +97,8 @@ PAIRS = [
     ("base", "full-xdrop70"),
     ("ent-xdrop", "ent-xdrop70"),
     ("base", "ent-xdrop70"),
+    ("full", "full-literal"),
+    ("full-seed43", "full-literal"),
 ]
 
 
