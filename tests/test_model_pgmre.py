@@ -422,8 +422,8 @@ def test_explanation_dropout_draws_only_in_training(encoder_dir: Path) -> None:
         model._hidden_explanations({"explanations_hidden": given.float()}, 20_000)
     with pytest.raises(ValueError, match="built without explanations"):
         make_model(encoder_dir, "base").eval()({**make_batch(seed=0), "explanations_hidden": given[:B]})
-    untrained = make_model(encoder_dir, "full").train()
-    assert untrained._draw_explanation_dropout(8, torch.device("cpu")) is None
+    without_dropout = make_model(encoder_dir, "full").train()
+    assert without_dropout._draw_explanation_dropout(8, torch.device("cpu")) is None
 
     batch, other = make_batch(seed=0), make_batch(seed=0)
     other["expl_input_ids"] = make_batch(seed=1)["expl_input_ids"]
