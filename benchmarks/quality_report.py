@@ -99,6 +99,8 @@ PAIRS = [
     ("base", "ent-xdrop70"),
     ("full", "full-literal"),
     ("full-seed43", "full-literal"),
+    ("base", "full-literal"),
+    ("text-only", "full-literal"),
 ]
 
 
