@@ -60,11 +60,7 @@ def _subsets(pipeline: MREPipeline, samples: list) -> dict[str, np.ndarray]:
     return {"unseen": unseen, "seen": ~unseen, "wikipedia": wikipedia, "llm_only": ~wikipedia}
 
 
-def _predict(
-    pipeline: MREPipeline, model: Any, samples: list, explanations: list[tuple[str, str]], hidden: bool
-) -> list[str]:
-    dataset = pipeline.dataset(samples, explanations=explanations)
-
+def _predict(pipeline: MREPipeline, model: Any, dataset: Any, hidden: bool = False) -> list[str]:
     def collate(items: list[Any]) -> dict[str, Any]:
         batch = pipeline.collate(items)
         if hidden:
@@ -103,14 +99,15 @@ def probe_run(run: Path, seeds: list[int]) -> dict[str, Any]:
         order = torch.randperm(len(real), generator=torch.Generator().manual_seed(seed)).tolist()
         settings[f"shuffled-{seed}"] = [real[i] for i in order]
     settings["names"] = [(s.head.name, s.tail.name) for s in samples]
-    predicted = {name: _predict(pipeline, model, samples, expl, False) for name, expl in settings.items()}
-    predicted["hidden"] = _predict(pipeline, model, samples, real, True)
+    datasets = {name: pipeline.dataset(samples, explanations=expl) for name, expl in settings.items()}
+    predicted = {name: _predict(pipeline, model, dataset) for name, dataset in datasets.items()}
+    predicted["hidden"] = _predict(pipeline, model, datasets["real"], hidden=True)
     gates = [m for m in (model.guide_image, model.guide_objects) if m is not None and m.gate is not None]
     if gates:
         with torch.no_grad():
             for block in gates:
                 block.gate.zero_()
-        predicted["gate-closed"] = _predict(pipeline, model, samples, real, False)
+        predicted["gate-closed"] = _predict(pipeline, model, datasets["real"])
     return {
         "run": str(run),
         "explanation_dropout": pipeline.config.model.explanation_dropout,
