@@ -71,7 +71,7 @@ EXPERIMENTS: dict[str, tuple[str, str, list[str]]] = {
     "full-xdrop": ("fixes", "full", ["model.explanation_dropout=0.5"]),
     "ent-xdrop-seed43": ("fixes", "ent", ["model.explanation_dropout=0.5", "seed=43"]),
     "full-xdrop-seed43": ("fixes", "full", ["model.explanation_dropout=0.5", "seed=43"]),
-    # the same at other rates and seeds
+    # the same at rate 0.7
     "full-xdrop70": ("fixes", "full", ["model.explanation_dropout=0.7"]),
     "ent-xdrop70": ("fixes", "ent", ["model.explanation_dropout=0.7"]),
     "full-novisual": (

@@ -262,9 +262,9 @@ class PGMRE(nn.Module):
                     f"explanations_hidden has shape {tuple(given.shape)}, expected ({batch_size},)"
                 )
         drawn = self._draw_explanation_dropout(batch_size, device)
-        if given is None or drawn is None:
-            return given if drawn is None else drawn
-        return given | drawn
+        if given is None:
+            return drawn
+        return given if drawn is None else given | drawn
 
     def _draw_explanation_dropout(self, batch_size: int, device: torch.device) -> Tensor | None:
         """Training only: each sample hides its explanations with probability ``model.explanation_dropout``."""
