@@ -135,4 +135,7 @@ def synth(
 
 
 def register(app: typer.Typer) -> None:
+    from pgmre.cli.data_fetch import fetch_app
+
+    data_app.add_typer(fetch_app, name="fetch")
     app.add_typer(data_app, name="data")
