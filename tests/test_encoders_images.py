@@ -111,7 +111,8 @@ def vit_cls(vit_dir: Path, images: list[Image.Image]) -> torch.Tensor:
 
 
 def test_post_image_and_listed_crops_fill_the_slots(layout: dict[str, Path], vit_dir: Path) -> None:
-    provider = build_visual_provider(config(layout, vit_dir), split="train")
+    """The published protocol: one masked slot per missing crop, as HVPNeT does."""
+    provider = build_visual_provider(config(layout, vit_dir), split="train", expose_crop_count=True)
     assert isinstance(provider, ImageFeatures) and provider.dim == 16 and provider.num_slots == 4
     batch = provider.features(posts())
     assert batch.feats.shape == (3, 4, 16) and batch.feats.dtype == torch.float32
@@ -135,6 +136,19 @@ def test_post_image_and_listed_crops_fill_the_slots(layout: dict[str, Path], vit
     assert batch.feats[2, 1:].eq(0).all() and batch.feats[0, 3].eq(0).all()
 
 
+def test_leak_free_slots_never_show_the_crop_count(layout: dict[str, Path], vit_dir: Path) -> None:
+    """By default every object slot is filled: short crop lists are completed with the whole image."""
+    batch = build_visual_provider(config(layout, vit_dir), split="train").features(posts())
+    published = build_visual_provider(config(layout, vit_dir), split="train", expose_crop_count=True)
+    counted = published.features(posts())
+    assert batch.mask.all()  # 2, 3 (of 4 listed) and 0 crops: the same mask
+    assert torch.equal(batch.feats[:, :1], counted.feats[:, :1])
+    assert torch.equal(batch.feats[0, 1:3], counted.feats[0, 1:3])  # the listed crops come first
+    assert torch.equal(batch.feats[0, 3], batch.feats[0, 0])  # then the whole image
+    assert torch.equal(batch.feats[2, 1:], batch.feats[2, :1].expand(3, -1))
+    assert not batch.feats.eq(0).all(-1).any()
+
+
 def test_pth_and_json_crop_dicts_agree(layout: dict[str, Path], vit_dir: Path) -> None:
     from_json = build_visual_provider(config(layout, vit_dir), split="train").features(posts())
     from_pth = build_visual_provider(config(layout, vit_dir, "mre_train_dict.pth"), split="train").features(
@@ -145,7 +159,10 @@ def test_pth_and_json_crop_dicts_agree(layout: dict[str, Path], vit_dir: Path) -
 
 def test_crop_dict_keyed_by_image_name(layout: dict[str, Path], vit_dir: Path) -> None:
     (layout["root"] / "by_image.json").write_text(json.dumps({"post2": ["post_crop_5.png"]}))
-    batch = build_visual_provider(config(layout, vit_dir, "by_image.json"), split="train").features(posts())
+    provider = build_visual_provider(
+        config(layout, vit_dir, "by_image.json"), split="train", expose_crop_count=True
+    )
+    batch = provider.features(posts())
     assert batch.mask[:, 1].tolist() == [False, False, True]
 
 
@@ -235,11 +252,14 @@ def test_images_passed_directly_override_the_image_dir(layout: dict[str, Path], 
     from_pil = provider.features([new], images=[picture])
     from_bytes = provider.features([new], images=[buffer.getvalue()])
     assert torch.allclose(from_pil.feats[0, 0], vit_cls(vit_dir, [picture])[0], atol=1e-5)
-    assert torch.equal(from_pil.feats, from_bytes.feats) and from_pil.mask[0].tolist() == [True] + [False] * 3
+    assert torch.equal(from_pil.feats, from_bytes.feats) and from_pil.mask[0].all()
+    assert torch.equal(from_pil.feats[0, 1:], from_pil.feats[0, :1].expand(3, -1))  # no crops: the image
 
 
 def test_grid_crops_for_images_outside_the_index(layout: dict[str, Path], vit_dir: Path) -> None:
-    provider = build_visual_provider(config(layout, vit_dir, auto="grid"), split="train")
+    provider = build_visual_provider(
+        config(layout, vit_dir, auto="grid"), split="train", expose_crop_count=True
+    )
     batch = provider.features(posts())
     assert batch.mask[2].tolist() == [True, True, True, True]  # post 3 is not in the crop dict
     assert batch.mask[0].tolist() == [True, True, True, False]  # listed crops win over automatic ones

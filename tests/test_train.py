@@ -85,6 +85,21 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
     )
 
 
+def test_config_extends_another_and_overrides_it(tmp_path: Path) -> None:
+    (tmp_path / "base.yaml").write_text("seed: 1\ntrain:\n  epochs: 3\n  lr: 0.001\n")
+    (tmp_path / "child.yaml").write_text("extends: base.yaml\nprotocol: published\ntrain:\n  epochs: 5\n")
+    config = load_config(tmp_path / "child.yaml", ["seed=9"])
+    assert (config.seed, config.train.epochs, config.train.lr, config.protocol) == (9, 5, 0.001, "published")
+    (tmp_path / "loop.yaml").write_text("extends: loop.yaml\n")
+    with pytest.raises(ConfigError, match="loops back"):
+        load_config(tmp_path / "loop.yaml")
+    (tmp_path / "orphan.yaml").write_text("extends: absent.yaml\n")
+    with pytest.raises(ConfigError, match=r"absent\.yaml: cannot read config"):
+        load_config(tmp_path / "orphan.yaml")
+    shipped = load_config(Path(__file__).parents[1] / "configs" / "published-protocol.yaml")
+    assert shipped.protocol == "published" and shipped.text.phrases and shipped.model.use_rpm
+
+
 def test_epoch_order_is_seeded_and_shards_evenly() -> None:
     a = epoch_order(10, seed=1, epoch=0, rank=0, world=1)
     assert sorted(a) == list(range(10))

@@ -89,6 +89,13 @@ class TextConfig(Strict):
         description="shared: explanations go through the fine-tuned text encoder (paper); "
         "frozen: cached features of the pretrained encoder (fast on CPU)",
     )
+    phrases: str | None = Field(
+        None,
+        description="per-sample phrases JSON {0-based line number or img_id: phrase}, may contain {split}: "
+        "TMR/CAMIM's grounding phrases (label-carrying on MNRE: protocol=published) or label-free "
+        "phrases such as `pgmre data phrases` writes (see docs/leakage.md)",
+    )
+    phrase_max_words: int = Field(6, ge=1, description="words of a phrase kept (TMR/CAMIM keep 6)")
 
 
 class CaptionConfig(Strict):
@@ -209,7 +216,17 @@ class TrainConfig(Strict):
     checkpoint_every_steps: int | None = Field(None, ge=1)
 
 
+#: The label a run carries when it used auxiliary inputs known to carry the gold label.
+PUBLISHED_PROTOCOL_NOTE = "published protocol: auxiliary inputs known to carry the label"
+
+
 class Config(Strict):
+    protocol: Literal["leak-free", "published"] = Field(
+        "leak-free",
+        description="leak-free: no input may reveal the label (the image path fills every object slot, "
+        "`pgmre train` refuses label-predictive auxiliary inputs); published: reproduce TMR/CAMIM/HVPNeT's "
+        "inputs, label-carrying auxiliary files included (see docs/leakage.md)",
+    )
     seed: int = 42
     data: DataConfig = DataConfig()
     explain: ExplainConfig = ExplainConfig()
@@ -278,23 +295,49 @@ def config_from_dict(
         raise ConfigError(_format_errors(err, origin)) from None
 
 
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        below = merged.get(key)
+        merged[key] = (
+            _deep_merge(below, value) if isinstance(below, dict) and isinstance(value, dict) else value
+        )
+    return merged
+
+
+def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A config file's mapping; ``extends: OTHER.yaml`` (relative to this file) is read first and merged under it."""
+    if path.resolve() in seen:
+        raise ConfigError(f"{path}: `extends` loops back to itself")
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read config: {err}") from err
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    raw: dict[str, Any] = loaded or {}
+    parent = raw.pop("extends", None)
+    if parent is None:
+        return raw
+    if not isinstance(parent, str):
+        raise ConfigError(f"{path}: extends must be a path to another config, got {parent!r}")
+    return _deep_merge(_read_yaml(path.parent / parent, (*seen, path.resolve())), raw)
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
     """Load and validate a YAML config; relative data paths stay relative to the working directory."""
-    raw: dict[str, Any] = {}
-    origin = "config"
-    if path is not None:
-        path = Path(path)
-        origin = str(path)
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except OSError as err:
-            raise ConfigError(f"{path}: cannot read config: {err}") from err
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML: {err}") from err
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping")
-        raw = loaded or {}
-    return config_from_dict(raw, overrides, origin)
+    if path is None:
+        return config_from_dict({}, overrides, "config")
+    return config_from_dict(_read_yaml(Path(path)), overrides, str(path))
+
+
+def protocol_statement(config: Config) -> str:
+    """What a run's numbers may be compared with: said in its log, model card and reports."""
+    if config.protocol == "published":
+        return PUBLISHED_PROTOCOL_NOTE + " (docs/leakage.md)"
+    return "leak-free: no input known to carry the label"
 
 
 def dump_config(config: Config) -> str:

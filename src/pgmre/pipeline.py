@@ -37,6 +37,7 @@ class MREDataset(Dataset):
         explanation_states: tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[tuple[int, int]]]
         | None = None,
         visual: tuple[torch.Tensor, torch.Tensor] | None = None,
+        phrases: list[dict[str, Any]] | None = None,
     ) -> None:
         self.samples = list(samples)
         self.encodings = encodings
@@ -46,6 +47,7 @@ class MREDataset(Dataset):
         # (states [U, L, d], mask [U, L], pooled [U, d], per-sample (head row, tail row))
         self.explanation_states = explanation_states
         self.visual = visual
+        self.phrases = phrases  # encoded ``text.phrases``, one per sample
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -62,6 +64,8 @@ class MREDataset(Dataset):
                 mask[pair],
                 pooled[pair],
             )
+        if self.phrases is not None:
+            item["phrase"] = self.phrases[i]
         if self.visual is not None:
             item["visual_feats"] = self.visual[0][i]
             item["visual_mask"] = self.visual[1][i]
@@ -120,6 +124,10 @@ class MREPipeline:
         return self.config.model.use_explanations
 
     @property
+    def uses_phrases(self) -> bool:
+        return self.config.text.phrases is not None
+
+    @property
     def uses_visual(self) -> bool:
         return self.config.model.use_visual and self.config.visual.source != "none"
 
@@ -129,7 +137,11 @@ class MREPipeline:
             from pgmre.encoders.visual import build_visual_provider
 
             self._visual[split] = build_visual_provider(
-                self.config.visual, self.config.text, split=split, progress=self.progress
+                self.config.visual,
+                self.config.text,
+                split=split,
+                progress=self.progress,
+                expose_crop_count=self.config.protocol == "published",
             )
         return self._visual[split]
 
@@ -146,6 +158,13 @@ class MREPipeline:
             )
         return self._frozen_text
 
+    def feature_caches(self, split: str | None = None) -> list[Any]:
+        """The frozen-feature caches that encoding ``split`` uses (built now if not yet)."""
+        caches = list(self.visual(split).caches) if self.uses_visual else []
+        if self.uses_explanations and self.config.text.explanation_encoder != "shared":
+            caches.append(self.frozen_text.cache)
+        return caches
+
     def explanations(self, samples: Sequence[Sample], generate: bool = True) -> list[tuple[str, str]]:
         from pgmre.explain import explanations_for
 
@@ -159,8 +178,10 @@ class MREPipeline:
         images: Sequence[Any] | None = None,
         generate_explanations: bool = True,
         split: str | None = None,
+        phrases: Sequence[str] | None = None,
     ) -> MREDataset:
-        """Encode samples; ``explanations``/``captions``/``images`` override the configured sources per sample.
+        """Encode samples; ``explanations``/``captions``/``images``/``phrases`` override the configured sources
+        per sample.
 
         ``split`` (train/dev/test) fills ``{split}`` in the visual paths; None merges every split's files.
         """
@@ -170,6 +191,12 @@ class MREPipeline:
         )
         encodings = self.tokenizer.encode_batch(samples)
         ds = MREDataset(samples, encodings, labels)
+        if self.config.text.phrases is not None:
+            if phrases is None:
+                from pgmre.data.phrases import phrases_for
+
+                phrases = phrases_for(samples, self.config.text.phrases, split)
+            ds.phrases = self.tokenizer.encode_phrases(phrases, self.config.text.phrase_max_words)
         if self.uses_explanations:
             ds.explanations = explanations or self.explanations(samples, generate=generate_explanations)
             if self.config.text.explanation_encoder == "shared":
@@ -208,6 +235,10 @@ class MREPipeline:
             batch["expl_states"] = torch.stack([it["expl_states"] for it in items])[:, :, :width].float()
             batch["expl_attention_mask"] = mask[:, :, :width].long()
             batch["expl_pooled"] = torch.stack([it["expl_pooled"] for it in items]).float()
+        if "phrase" in items[0]:
+            phrases = pad_batch([it["phrase"] for it in items], self.tokenizer.pad_token_id)
+            batch["phrase_input_ids"] = phrases["input_ids"]
+            batch["phrase_attention_mask"] = phrases["attention_mask"]
         if "visual_feats" in items[0]:
             batch["visual_feats"] = torch.stack([it["visual_feats"] for it in items])
             batch["visual_mask"] = torch.stack([it["visual_mask"] for it in items])
@@ -226,6 +257,7 @@ class MREPipeline:
             vocab_size=self.tokenizer.vocab_size,
             explanation_encoder=self.config.text.explanation_encoder,
             num_visual_slots=visual.num_slots if visual is not None else None,
+            use_phrases=self.uses_phrases,
         )
 
     def load_model(self, directory: str | Path) -> Any:

@@ -263,13 +263,25 @@ class EntityMarkerTokenizer:
 
     def encode_explanations(self, texts: Sequence[str]) -> list[dict[str, list[int]]]:
         """Explanations truncated to ``explanation_max_length`` tokens, one tokenizer call."""
+        return self._encode_plain(texts, self.explanation_max_length)
+
+    def _encode_plain(self, texts: Sequence[str], max_length: int) -> list[dict[str, list[int]]]:
+        """Texts without entity markers, with the encoder's special tokens, in one tokenizer call."""
         if not texts:
             return []
-        enc = self.tokenizer(list(texts), truncation=True, max_length=self.explanation_max_length)
+        enc = self.tokenizer(list(texts), truncation=True, max_length=max_length)
         return [
             {"input_ids": list(enc["input_ids"][i]), "attention_mask": list(enc["attention_mask"][i])}
             for i in range(len(texts))
         ]
+
+    def encode_phrases(self, texts: Sequence[str], max_words: int) -> list[dict[str, list[int]]]:
+        """Per-sample phrases (``text.phrases``): the first ``max_words`` words, as word pieces.
+
+        TMR and CAMIM keep the first 6 whitespace words of a grounding phrase; an empty phrase is just
+        the special tokens, so every sample has a (possibly empty) phrase sequence.
+        """
+        return self._encode_plain([" ".join(t.split()[:max_words]) for t in texts], 4 * max_words + 2)
 
     def pad_batch(self, items: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
         """Collate encoded items with this tokenizer's pad id (see :func:`pad_batch`)."""

@@ -205,10 +205,23 @@ class _ImageJob:
 
 
 class ImageFeatures(_Provider):
-    """``visual.source = image``: the post image and up to m object crops through a frozen image encoder."""
+    """``visual.source = image``: the post image and m object crops through a frozen image encoder.
 
-    def __init__(self, cfg: VisualConfig, split: str | None = None, progress: bool = False) -> None:
+    How many crops a sample has is label-carrying on MNRE (every ``None`` sample of HVPNeT's crop dicts
+    has exactly 2; docs/leakage.md). So unless ``expose_crop_count`` (the published protocol, which masks
+    one slot per missing crop as HVPNeT does), every object slot of a sample with an image is filled:
+    short crop lists are completed with the whole image, and no mask depends on the count.
+    """
+
+    def __init__(
+        self,
+        cfg: VisualConfig,
+        split: str | None = None,
+        progress: bool = False,
+        expose_crop_count: bool = False,
+    ) -> None:
         super().__init__(cfg, split, progress)
+        self.expose_crop_count = expose_crop_count
         self.encoder = load_image_encoder(cfg.encoder, cfg.device)
         self.cache = FeatureCache(cfg.feature_cache, {"kind": "image", **self.encoder.spec})
         self.extractor = make_crop_extractor(cfg.crops.auto) if cfg.num_objects > 0 else None
@@ -336,6 +349,8 @@ class ImageFeatures(_Provider):
                 rows = list(auto_feats[auto_key])
             else:
                 rows = [encoded[k]["feats"] for k in crop_keys[i] if k not in unreadable]
+            if not self.expose_crop_count:
+                rows = _fill_slots(rows, feats[i, 0] if mask[i, 0] else None, m)
             for slot, row in enumerate(rows[:m], start=1):
                 feats[i, slot] = row
                 mask[i, slot] = True
@@ -419,19 +434,31 @@ class ImageFeatures(_Provider):
         return {k: e["feats"] for k, e in entries.items()}
 
 
+def _fill_slots(rows: list[torch.Tensor], whole: torch.Tensor | None, m: int) -> list[torch.Tensor]:
+    """``m`` object rows: the crops, then the whole image (or the crops again when it is missing)."""
+    fillers = [whole] if whole is not None else rows
+    if not fillers:
+        return rows
+    return rows[:m] + [fillers[j % len(fillers)] for j in range(max(0, m - len(rows)))]
+
+
 def build_visual_provider(
     cfg: VisualConfig,
     text: TextConfig | None = None,
     split: str | None = None,
     progress: bool = False,
+    expose_crop_count: bool = False,
 ) -> NoVisualFeatures | CaptionFeatures | ImageFeatures:
-    """The provider of ``visual.source``; ``split`` fills ``{split}`` in paths (None: all splits)."""
+    """The provider of ``visual.source``; ``split`` fills ``{split}`` in paths (None: all splits).
+
+    ``expose_crop_count``: mask missing object crops (the published protocol) instead of filling them.
+    """
     if cfg.source == "none":
         return NoVisualFeatures(cfg, split, progress)
     if cfg.source == "caption":
         text_encoder = text.encoder if text is not None else BUNDLED_MINILM
         return CaptionFeatures(cfg, text_encoder, split, progress)
-    return ImageFeatures(cfg, split, progress)
+    return ImageFeatures(cfg, split, progress, expose_crop_count)
 
 
 # The architecture contract's name for the provider family.

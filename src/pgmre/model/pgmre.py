@@ -74,7 +74,9 @@ class PGMRE(nn.Module):
     the embeddings (the entity-marker tokens). ``explanation_encoder``: ``shared`` runs this model's
     encoder on the explanation tokens; ``frozen`` takes precomputed states of width
     ``explanation_dim`` (default: the encoder width). ``num_visual_slots``: 1+m, checked against the
-    batch when given; 1 builds no object-level branch.
+    batch when given; 1 builds no object-level branch. ``use_phrases``: the batch carries per-sample
+    phrases (``text.phrases``, TMR/CAMIM's published protocol) that the visual slots attend to and whose
+    summed token states join MLP_final's input (docs/method.md, "Phrases").
     """
 
     def __init__(
@@ -87,6 +89,7 @@ class PGMRE(nn.Module):
         explanation_encoder: ExplanationEncoder = "shared",
         num_visual_slots: int | None = None,
         explanation_dim: int | None = None,
+        use_phrases: bool = False,
     ) -> None:
         super().__init__()
         if explanation_encoder not in ("shared", "frozen"):
@@ -98,6 +101,7 @@ class PGMRE(nn.Module):
         self.visual_dim = visual_dim
         self.explanation_encoder: ExplanationEncoder = explanation_encoder
         self.num_visual_slots = num_visual_slots
+        self.use_phrases = use_phrases
 
         self.text_encoder: PreTrainedModel = _build_text_encoder(text_encoder)
         embeddings = self.text_encoder.get_input_embeddings()
@@ -145,8 +149,11 @@ class PGMRE(nn.Module):
             if has_objects:
                 self.fuse_objects = CrossAttention(d, cfg.num_heads, p)  # eq. (18)
 
-        # Inputs of MLP_final: [M ; T_S] (eq. 20); [T_S] text-only; [T_S ; C_all'] explanations without images.
-        parts = 1 + int(cfg.use_visual) + int(cfg.use_explanations and not cfg.use_visual)
+        # P_S: the phrase's summed token states, projected (CAMIM's coarse-grained text feature).
+        self.phrase_proj = nn.Linear(d, d) if use_phrases else None
+        # Inputs of MLP_final: [M ; T_S] (eq. 20); [T_S] text-only; [T_S ; C_all'] explanations without
+        # images; each with P_S appended when phrases are used.
+        parts = 1 + int(cfg.use_visual) + int(cfg.use_explanations and not cfg.use_visual) + int(use_phrases)
         self.mlp_final = MLP(parts * d, d, d, p)  # eq. (20)
         self.dropout = nn.Dropout(p)
         self.classifier = nn.Linear(d, num_labels)  # eq. (21)
@@ -167,6 +174,15 @@ class PGMRE(nn.Module):
 
     def forward(self, batch: Mapping[str, Any]) -> PGMREOutput:
         words, word_mask, sentence = self._encode_text(batch)
+        phrase_sum: Tensor | None = None
+        if self.phrase_proj is not None:
+            phrase_words, phrase_mask = self._encode_phrases(batch)
+            phrase_sum = self.phrase_proj(
+                (phrase_words * phrase_mask[..., None].to(phrase_words.dtype)).sum(1)
+            )
+            # the visual slots attend to the post's words and the phrase's (eqs. 17-18)
+            words = torch.cat([words, phrase_words], dim=1)
+            word_mask = torch.cat([word_mask, phrase_mask], dim=1)
         vq_losses: list[Tensor] = []
         attr_ids: Tensor | None = None
         rel_ids: Tensor | None = None
@@ -192,6 +208,8 @@ class PGMRE(nn.Module):
         elif guidance is not None:
             c_all, hidden = guidance.c_all, guidance.hidden
             parts = [sentence, c_all if hidden is None else c_all.masked_fill(hidden[:, None], 0.0)]
+        if phrase_sum is not None:
+            parts.append(phrase_sum)
         fused = self.mlp_final(torch.cat(parts, dim=-1))  # eq. (20)
         logits = self.classifier(self.dropout(fused))  # eq. (21), softmax inside the loss
 
@@ -305,6 +323,13 @@ class PGMRE(nn.Module):
             sentence = self.text_proj(self._pooled(out))
         return words, mask.bool(), sentence
 
+    def _encode_phrases(self, batch: Mapping[str, Any]) -> tuple[Tensor, Tensor]:
+        """P_W [B, Lp, d] and its mask: the phrases through the fine-tuned text encoder, as TMR/CAMIM do."""
+        ids = _require(batch, "phrase_input_ids", "text.phrases")
+        mask = _require(batch, "phrase_attention_mask", "text.phrases")
+        out = self.text_encoder(input_ids=ids, attention_mask=mask)
+        return self.text_proj(out.last_hidden_state), mask.bool()
+
     @staticmethod
     def _pooled(out: Any) -> Tensor:
         """The pooler output (the paper's sentence-level feature); the [CLS] state for encoders without one."""
@@ -376,6 +401,7 @@ class PGMRE(nn.Module):
             "explanation_encoder": self.explanation_encoder,
             "num_visual_slots": self.num_visual_slots,
             "explanation_dim": self.explanation_dim,
+            "use_phrases": self.use_phrases,
         }
 
     def save_pretrained(self, directory: str | Path) -> None:
@@ -405,6 +431,7 @@ class PGMRE(nn.Module):
             explanation_encoder=meta["explanation_encoder"],
             num_visual_slots=meta["num_visual_slots"],
             explanation_dim=meta["explanation_dim"],
+            use_phrases=meta.get("use_phrases", False),
         )
         safetensors.torch.load_model(model, str(path / WEIGHTS_NAME), strict=True, device=str(device))
         return model.to(device).eval()

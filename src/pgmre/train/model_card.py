@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pgmre.config import Config
+from pgmre.config import Config, protocol_statement
 
 METRICS = ("accuracy", "precision", "recall", "f1", "macro_f1")
 
@@ -43,6 +43,7 @@ tags: [multimodal-relation-extraction, pg-mre, mnre]
 
 # PG-MRE run `{run_dir.name}`
 
+- **Protocol**: **{protocol_statement(config)}**.
 - **Model**: {_variant(config)}; text encoder `{config.text.encoder}`; visual source `{config.visual.source}`;
   k = {config.model.num_attr_prototypes} attribute and t = {config.model.num_rel_prototypes} relation prototypes.
 - **Data**: train `{config.data.train}`, dev `{config.data.dev}`.

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pgmre.config import Config
+from pgmre.config import Config, protocol_statement
 from pgmre.data.mnre import load_split
 from pgmre.pipeline import MREPipeline
 from pgmre.train.checkpoint import Progress
@@ -50,6 +50,7 @@ def run_training(config: Config, run_dir: str | Path | None = None, resume: bool
         train_set = pipeline.dataset(train_samples, split="train")
         dev_set = pipeline.dataset(dev_samples, split="dev") if dev_samples else None
     log.info("train: %d samples, dev: %d samples, run dir: %s", len(train_samples), len(dev_samples), run_dir)
+    log.log(logging.WARNING if config.protocol == "published" else logging.INFO, protocol_statement(config))
     trainer = Trainer(config, run_dir, accelerator=accelerator)
     progress = trainer.fit(pipeline, train_set, dev_set, resume=resume)
     seconds = time.perf_counter() - started
