@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pgmre.config import protocol_statement
 from pgmre.data.mnre import load_samples, load_split
 from pgmre.evaluate.inference import Predictions, predict_dataset
 from pgmre.evaluate.metrics import score_samples
@@ -58,6 +59,8 @@ def _markdown(report: dict[str, Any], data_path: str, run_dir: Path, plots: dict
         f"# Evaluation of `{run_dir}`",
         "",
         f"Data: `{data_path}` ({report['n']} samples)",
+        "",
+        f"**Protocol: {report['protocol_note']}**",
         "",
         "| split | n | accuracy | precision | recall | micro-F1 | macro-F1 |",
         "| --- | --- | --- | --- | --- | --- | --- |",
@@ -113,6 +116,8 @@ def evaluate_run(
     train_samples = load_samples(train_path, pipeline.vocab, strict=False) if train_path else None
     report = score_samples(samples, predicted, pipeline.vocab, train_samples=train_samples)
     report["data"] = str(data_path)
+    report["protocol"] = pipeline.config.protocol
+    report["protocol_note"] = protocol_statement(pipeline.config)
     report["checkpoint"] = str(run_dir / checkpoint)
 
     out = Path(out_dir) if out_dir else run_dir / f"eval-{Path(data_path).stem}"

@@ -248,6 +248,8 @@ class Predictor:
                 explanations=self._explanations(prepared) if self.uses_explanations else None,
                 captions=[p.caption for p in prepared] if source == "caption" else None,
                 images=[p.image for p in prepared] if source == "image" else None,
+                # a new post has no grounding phrase (published-protocol models: docs/leakage.md)
+                phrases=[""] * len(samples) if pipeline.uses_phrases else None,
             )
             preds = predict_dataset(
                 self.model,
