@@ -8,19 +8,17 @@ read exactly as written or reported. The rules are documented in ``docs/data.md`
 
 from __future__ import annotations
 
-import ast
 import json
 import logging
-import os
 import re
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pgmre.data.types import Entity, Sample
+from pgmre.data.parsing import ParseError, parse_json, parse_literal, shown, text_problem
+from pgmre.data.types import Entity, Sample, entity_pair_problem
 from pgmre.labels import RelationVocab
 
 Format = Literal["mnre", "jsonl"]
@@ -30,9 +28,11 @@ ERROR_KINDS = (
     "unparseable",  # the line is not a Python-literal / JSON object
     "missing_field",  # a required key is absent
     "wrong_type",  # a key holds the wrong kind of value
+    "invalid_text",  # a string holds an unpaired surrogate (not valid Unicode)
     "empty_tokens",  # no tokens, or an empty / whitespace-only token
     "bad_span",  # pos is out of range or empty
     "name_mismatch",  # the entity name is not the text of its span
+    "same_span",  # head and tail are the same tokens
     "unknown_relation",  # the relation is not in the given vocabulary
     "duplicate",  # the same (tokens, head, tail, image) was already read with a different relation
 )
@@ -109,24 +109,27 @@ def detect_format(path: str | Path, first_line: str | None = None) -> Format:
         return "jsonl"
     if first_line is not None:
         try:
-            json.loads(first_line)
+            parse_json(first_line)
             return "jsonl"
-        except ValueError:
+        except ParseError:
             pass
     return "mnre"
 
 
 def _parse(text: str, fmt: Format) -> Any:
-    if fmt == "jsonl":
-        try:
-            return json.loads(text)
-        except ValueError as err:
-            raise _Invalid("(record)", "unparseable", f"not a JSON object: {err}") from None
     try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as err:
-        reason = err.msg if isinstance(err, SyntaxError) else str(err) or type(err).__name__
-        raise _Invalid("(record)", "unparseable", f"not a Python-literal dict: {reason}") from None
+        return parse_json(text) if fmt == "jsonl" else parse_literal(text)
+    except ParseError as err:
+        expected = "a JSON object" if fmt == "jsonl" else "a Python-literal dict"
+        raise _Invalid("(record)", "unparseable", f"not {expected}: {err}") from None
+
+
+def _text(value: str, field_name: str) -> str:
+    """``value`` unchanged, or ``invalid_text`` when it cannot be encoded (see :func:`text_problem`)."""
+    problem = text_problem(value)
+    if problem is not None:
+        raise _Invalid(field_name, "invalid_text", problem)
+    return value
 
 
 def _is_int(value: Any) -> bool:
@@ -149,21 +152,24 @@ def _entity(record: dict[str, Any], key: str, tokens: tuple[str, ...]) -> tuple[
     name, pos = value["name"], value["pos"]
     if not isinstance(name, str):
         raise _Invalid(f"{key}.name", "wrong_type", f"expected a string, got {type(name).__name__}")
+    _text(name, f"{key}.name")
     if not isinstance(pos, list | tuple) or len(pos) != 2 or not all(_is_int(p) for p in pos):
-        raise _Invalid(f"{key}.pos", "wrong_type", f"expected [start, end] integers, got {pos!r}")
+        raise _Invalid(f"{key}.pos", "wrong_type", f"expected [start, end] integers, got {shown(pos)}")
     start, end = pos
     if not 0 <= start < end <= len(tokens):
         raise _Invalid(
             f"{key}.pos",
             "bad_span",
-            f"span [{start}, {end}) is empty or outside the {len(tokens)} tokens",
+            f"span [{shown(start)}, {shown(end)}) is empty or outside the {len(tokens)} tokens",
         )
     span_text = " ".join(tokens[start:end])
     spacing = False
     if span_text != name:
         if _WHITESPACE.sub("", span_text) != _WHITESPACE.sub("", name):
             raise _Invalid(
-                f"{key}.name", "name_mismatch", f"name {name!r} is not the span text {span_text!r}"
+                f"{key}.name",
+                "name_mismatch",
+                f"name {shown(name)} is not the span text {shown(span_text)}",
             )
         spacing = True
     return Entity(name, start, end), spacing
@@ -180,7 +186,7 @@ def _validate(
     if not isinstance(record, dict):
         raise _Invalid("(record)", "wrong_type", f"expected a dict, got {type(record).__name__}")
     warnings: list[tuple[str, str, str]] = []
-    extra = sorted(str(k) for k in record if k not in KNOWN_FIELDS)
+    extra = sorted(shown(k) if not isinstance(k, str) else k for k in record if k not in KNOWN_FIELDS)
     if extra:
         warnings.append((extra[0], "extra_field", f"unknown keys {extra} are ignored"))
 
@@ -196,10 +202,14 @@ def _validate(
             raise _Invalid(f"token[{i}]", "wrong_type", f"expected a string, got {type(tok).__name__}")
         if not tok.strip():
             raise _Invalid(f"token[{i}]", "empty_tokens", f"token {i} is empty or only whitespace ({tok!r})")
+        _text(tok, f"token[{i}]")
     tokens = tuple(raw_tokens)
 
     head, head_spacing = _entity(record, "h", tokens)
     tail, tail_spacing = _entity(record, "t", tokens)
+    pair_problem = entity_pair_problem(head, tail)
+    if pair_problem is not None:
+        raise _Invalid("t.pos", "same_span", pair_problem)
     for key, used in (("h", head_spacing), ("t", tail_spacing)):
         if used:
             warnings.append((f"{key}.name", "name_spacing", "name matches its span only ignoring whitespace"))
@@ -209,7 +219,9 @@ def _validate(
         if require_image:
             raise _Invalid("img_id", "missing_field", "missing image id")
     elif not isinstance(img_id, str) or not img_id.strip():
-        raise _Invalid("img_id", "wrong_type", f"expected a non-empty string, got {img_id!r}")
+        raise _Invalid("img_id", "wrong_type", f"expected a non-empty string, got {shown(img_id)}")
+    else:
+        _text(img_id, "img_id")
 
     relation = record.get("relation")
     if relation is None:
@@ -218,7 +230,9 @@ def _validate(
     elif not isinstance(relation, str):
         raise _Invalid("relation", "wrong_type", f"expected a string, got {type(relation).__name__}")
     elif vocab is not None and relation not in vocab:
-        raise _Invalid("relation", "unknown_relation", f"unknown relation {relation!r}")
+        raise _Invalid("relation", "unknown_relation", f"unknown relation {shown(relation)}")
+    else:
+        _text(relation, "relation")
 
     return Sample(tokens, head, tail, img_id, relation, source), warnings
 
@@ -280,7 +294,7 @@ def read_samples(
                         "relation",
                         "duplicate",
                         f"same tokens, entities and image as line {first_line} but relation "
-                        f"{sample.relation!r} instead of {first_relation!r}",
+                        f"{shown(sample.relation)} instead of {shown(first_relation)}",
                     )
                 warnings.append(("(record)", "repeated_record", f"repeats line {first_line} exactly"))
             else:
@@ -318,18 +332,13 @@ def write_samples(samples: Iterable[Sample], path: str | Path, fmt: Format | Non
 
     MNRE's format is ``repr`` of the record dict, so re-writing a file read from MNRE reproduces it.
     """
+    from pgmre.outputs import atomic_write
+
     path = Path(path)
     fmt = fmt or detect_format(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            for sample in samples:
-                handle.write(format_record(sample, fmt) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as handle:
+        for sample in samples:
+            handle.write(format_record(sample, fmt) + "\n")
     return path
 
 
