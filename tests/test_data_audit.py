@@ -267,3 +267,33 @@ def test_bad_record_exit_2_with_file_and_line(tmp_path: Path, dataset: Synthetic
     phrases.write_text("{}")
     result = runner.invoke(app, ["data", "audit", "--train", str(bad), "--aux", f"phrases={phrases}"])
     assert result.exit_code == 2 and f"{bad}:7:" in result.stderr
+
+
+def test_config_inputs_are_audited_by_their_config_keys(tmp_path: Path, dataset: SyntheticDataset) -> None:
+    """What ``pgmre train`` audits: the phrases, crop dict and captions the configured model reads."""
+    from pgmre.config import config_from_dict
+    from pgmre.data.audit import aux_inputs_from_config
+
+    splits = _samples(dataset)
+    phrases = _write_per_line(tmp_path, "phrases", splits, lambda i, s, rng: _leaky_phrase(s))
+    raw = {
+        "data": {"train": str(dataset.train), "dev": str(dataset.dev)},
+        "text": {"phrases": phrases},
+        "visual": {
+            "source": "caption",
+            "num_objects": 1,
+            "captions": {"image": str(dataset.captions_a), "objects": [str(dataset.captions_b)]},
+        },
+    }
+    inputs = aux_inputs_from_config(config_from_dict(raw))
+    assert [(a.name, a.kind) for a in inputs] == [
+        ("text.phrases", "phrases"),
+        ("visual.captions.image", "captions"),
+        ("visual.captions.objects[0]", "captions"),
+    ]
+    report = audit_aux_inputs(splits["train"], None, inputs)
+    assert "text.phrases" in report.flagged_inputs
+    assert report.inputs[1].coverage == {"train": 100.0}
+
+    raw["model"] = {"use_visual": False, "use_rpm": False}
+    assert [a.name for a in aux_inputs_from_config(config_from_dict(raw))] == ["text.phrases"]

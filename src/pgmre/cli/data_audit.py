@@ -52,7 +52,7 @@ def _unique_names(inputs: list[AuxInput]) -> list[AuxInput]:
         seen[aux.name] = seen.get(aux.name, 0) + 1
     for aux in inputs:
         if seen[aux.name] > 1 and aux.name == aux.kind:  # no NAME given
-            aux.name = f"{aux.kind}:{Path(aux.template).name}"
+            aux.name = f"{aux.kind}:{Path(aux.templates[0]).name}"
     names = [aux.name for aux in inputs]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:

@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pgmre.data.phrases import PhraseFileError, load_phrases
 from pgmre.data.types import Sample
@@ -29,6 +29,9 @@ from pgmre.encoders.crops import CropIndexError, load_crop_index
 from pgmre.encoders.paths import PLACEHOLDER, InputPathError, expand, file_stem
 from pgmre.evaluate.metrics import score
 from pgmre.labels import NEGATIVE_LABEL, RelationVocab
+
+if TYPE_CHECKING:
+    from pgmre.config import Config
 
 #: ``phrases``: TMR/CAMIM grounding phrases; ``crops``: HVPNeT crop dicts; ``captions``: ``{img_id: text}``;
 #: ``json``: any JSON object keyed by 0-based line number or img_id.
@@ -68,10 +71,13 @@ class AuditThresholds:
 
 @dataclass
 class AuxInput:
-    """One auxiliary input of a given kind: a file, or a template with ``{split}`` for one file per split."""
+    """One auxiliary input of a given kind: a file, or a template with ``{split}`` for one file per split.
+
+    A list of templates is read as one input (their keys merged), as a config's caption list is.
+    """
 
     kind: str
-    template: str
+    template: str | list[str]
     name: str = ""
 
     def __post_init__(self) -> None:
@@ -82,15 +88,19 @@ class AuxInput:
         self.name = self.name or self.kind
 
     @property
+    def templates(self) -> list[str]:
+        return [self.template] if isinstance(self.template, str) else list(self.template)
+
+    @property
     def per_split(self) -> bool:
-        return PLACEHOLDER in self.template
+        return all(PLACEHOLDER in t for t in self.templates)
 
     def read(self, samples: Sequence[Sample], split: str) -> SplitValues:
         """Each sample's value (None when the input does not list it), with the files read."""
         try:
             if self.kind == "captions":
-                return _caption_values(self.template, samples, split)
-            paths = expand(self.template, split)
+                return _caption_values(self.templates, samples, split)
+            paths = [path for template in self.templates for path in expand(template, split)]
             loader = {"phrases": _phrase_lookup, "crops": _crop_lookup, "json": _json_lookup}[self.kind]
             lookups = [loader(path) for path in paths]
         except InputPathError as err:
@@ -101,6 +111,23 @@ class AuxInput:
         for sample in samples:
             values.append(next((v for lookup, _ in lookups if (v := lookup(sample)) is not None), None))
         return SplitValues(values, [str(p) for p in paths], any(by_line for _, by_line in lookups))
+
+
+def aux_inputs_from_config(config: Config) -> list[AuxInput]:
+    """The auxiliary inputs a run's model reads, named by their config keys (what ``pgmre train`` audits)."""
+    inputs = []
+    if config.text.phrases:
+        inputs.append(AuxInput("phrases", config.text.phrases, "text.phrases"))
+    visual = config.visual
+    uses_crops = visual.source == "image" and visual.num_objects > 0
+    if config.model.use_visual and uses_crops and visual.crops.index:
+        inputs.append(AuxInput("crops", visual.crops.index, "visual.crops.index"))
+    if config.model.use_visual and visual.source == "caption":
+        if visual.captions.image:
+            inputs.append(AuxInput("captions", visual.captions.image, "visual.captions.image"))
+        for i, objects in enumerate(visual.captions.objects[: visual.num_objects]):
+            inputs.append(AuxInput("captions", objects, f"visual.captions.objects[{i}]"))
+    return inputs
 
 
 @dataclass
@@ -162,7 +189,7 @@ def _json_lookup(path: Path) -> tuple[Lookup, bool]:
     return _line_or_image(by_line, by_image), bool(by_line)
 
 
-def _caption_values(template: str, samples: Sequence[Sample], split: str) -> SplitValues:
+def _caption_values(template: list[str], samples: Sequence[Sample], split: str) -> SplitValues:
     table = CaptionTable(template, split)
     values = [table.get(s.img_id) if s.img_id is not None else None for s in samples]
     return SplitValues(values, [str(p) for p in table.files])
@@ -604,7 +631,7 @@ def audit_aux_inputs(
         if eval_samples is not None:
             if train_side.keyed_by_line and not aux.per_split:
                 raise AuxInputError(
-                    f"{aux.name}: {aux.template} is keyed by line number, so one file cannot serve both the "
+                    f"{aux.name}: {', '.join(aux.templates)} is keyed by line number, so one file cannot serve both the "
                     f"training and the evaluation samples; give a {PLACEHOLDER} template (e.g. "
                     f"phrase_text_{PLACEHOLDER}.json)"
                 )
@@ -622,7 +649,9 @@ def audit_aux_inputs(
             feature_results.append(result)
             flags.extend(_flags(aux.name, result, baseline, thresholds))
         results.append(
-            InputResult(aux.name, aux.kind, aux.template, files, coverage, vocabulary, feature_results)
+            InputResult(
+                aux.name, aux.kind, ", ".join(aux.templates), files, coverage, vocabulary, feature_results
+            )
         )
     return AuditReport(
         train=str(train_samples[0].source[0]) if train_samples[0].source else "(samples)",
