@@ -53,12 +53,18 @@ def mnre(
     progress: Annotated[
         bool, typer.Option("--progress/--no-progress", help="progress bars on stderr")
     ] = True,
+    manifest: Annotated[
+        Path | None,
+        typer.Option(
+            "--manifest", help="another pinning of the same layout (JSON); default: the shipped one"
+        ),
+    ] = None,
 ) -> None:
     """MNRE v2 text, image captions and rel2id.json into DEST, from the commits pinned in the package.
 
     Re-running skips files already verified and resumes interrupted downloads.
     """
-    from pgmre.data.fetch import RetryPolicy
+    from pgmre.data.fetch import RetryPolicy, read_manifest
     from pgmre.data.upstream import ConversionError, fetch_mnre
 
     try:
@@ -70,15 +76,13 @@ def mnre(
             mirror=mirror,
             retry=RetryPolicy(attempts=attempts, timeout_s=timeout),
             progress=progress,
+            manifest=read_manifest(manifest) if manifest is not None else None,
         )
-    except ValueError as err:  # unknown split or source, no such mirror directory
-        if isinstance(err, ConversionError):
-            typer.echo(f"error: {err}", err=True)
-            raise typer.Exit(1) from None
-        fail(str(err))
-    except OSError as err:
+    except (ConversionError, OSError) as err:  # a verified file that does not convert; a full disk
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(1) from None
+    except ValueError as err:  # unknown split or source, no such mirror directory, a bad manifest
+        fail(str(err))
     where = mirror or "GitHub"
     for split in report.unavailable_splits:
         typer.echo(f"note: split {split!r} is not in {where} (not requested)", err=True)

@@ -255,7 +255,7 @@ class HttpOrigin:
                     part.open("ab" if offset else "wb") as out,
                     _progress(file, total, offset, progress) as bar,
                 ):
-                    for chunk in response.iter_raw(CHUNK_BYTES):
+                    for chunk in response.iter_raw():  # as received: a sized chunker would hold bytes back
                         out.write(chunk)
                         bar.update(len(chunk))
         except httpx.TimeoutException:
