@@ -13,7 +13,6 @@ import hashlib
 import os
 import random
 import re
-import shutil
 import time
 from dataclasses import dataclass
 from importlib import resources
@@ -24,6 +23,8 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tqdm.auto import tqdm
+
+from pgmre.progress import progress_bar
 
 CHUNK_BYTES = 1 << 16
 #: 4xx answers that are worth another try (request timeout, rate limit); every other 4xx is final.
@@ -157,16 +158,16 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _progress(file: ManifestFile, total: int | None, initial: int, enabled: bool) -> tqdm:
-    return tqdm(
+def _progress(file: ManifestFile, total: int | None, initial: int, enabled: bool) -> tqdm:  # type: ignore[type-arg]
+    return progress_bar(
+        desc=file.name,
         total=total,
         initial=initial,
-        desc=file.name,
         unit="B",
         unit_scale=True,
         unit_divisor=1024,
         leave=False,
-        disable=not enabled,
+        enabled=enabled,
     )
 
 
@@ -329,19 +330,3 @@ def fetch_file(origin: Origin, file: ManifestFile, target: Path, progress: bool 
         raise FetchError(file, origin.location(file), "sha256 mismatch", actual)
     os.replace(part, target)
     return "downloaded"
-
-
-def copy_atomic(source: Path, target: Path) -> None:
-    """Copy through a temporary file in the target's directory, then rename."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
-
-
-def write_atomic(target: Path, data: bytes) -> None:
-    """Write through a temporary file in the target's directory, then rename."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, target)

@@ -20,9 +20,8 @@ The fetched tree (``DEST``, by default ``data/mnre``)::
 
 from __future__ import annotations
 
-import ast
-import hashlib
 import json
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,15 +32,15 @@ from pgmre.data.fetch import (
     Manifest,
     ManifestFile,
     RetryPolicy,
-    copy_atomic,
     fetch_file,
     load_manifest,
     open_origin,
     sha256_of,
-    write_atomic,
 )
 from pgmre.data.mnre import DataError, read_samples
+from pgmre.data.parsing import ParseError, parse_literal
 from pgmre.labels import RelationVocab
+from pgmre.outputs import atomic_write, write_text_atomic
 
 DEFAULT_DEST = Path("data/mnre")
 RAW_DIR = "upstream"
@@ -82,8 +81,8 @@ def _literal_lines(path: Path) -> list[tuple[int, Any]]:
             if not line.strip():
                 continue
             try:
-                records.append((lineno, ast.literal_eval(line.strip())))
-            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as err:
+                records.append((lineno, parse_literal(line.strip())))
+            except ParseError as err:
                 raise ConversionError(f"{path}:{lineno}: not a Python literal ({err})") from None
     return records
 
@@ -147,14 +146,14 @@ Any number produced with these files is a **published-protocol** number and must
 
 
 def _put(report: FetchReport, relative: str, data: bytes | Path) -> None:
-    """Write one output under ``report.dest`` atomically and record its hash."""
-    target = report.dest / relative
-    if isinstance(data, Path):
-        copy_atomic(data, target)
-        report.outputs[relative] = sha256_of(target)
-    else:
-        write_atomic(target, data)
-        report.outputs[relative] = hashlib.sha256(data).hexdigest()
+    """Write one output under ``report.dest`` atomically (``data``: bytes, or a file to copy); record its hash."""
+    with atomic_write(report.dest / relative, binary=True) as out:
+        if isinstance(data, Path):
+            with data.open("rb") as source:
+                shutil.copyfileobj(source, out)
+        else:
+            out.write(data)
+    report.outputs[relative] = sha256_of(report.dest / relative)
 
 
 def _write_aux(files: list[ManifestFile], raw_dir: Path, report: FetchReport) -> None:
@@ -257,5 +256,5 @@ def fetch_mnre(
         "files": [f.model_dump(exclude_defaults=True) for f in files],
         "outputs": report.outputs,
     }
-    write_atomic(dest / "fetch.json", (json.dumps(provenance, indent=1) + "\n").encode())
+    write_text_atomic(dest / "fetch.json", json.dumps(provenance, indent=1) + "\n")
     return report
