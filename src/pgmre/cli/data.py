@@ -135,10 +135,11 @@ def synth(
 
 
 def register(app: typer.Typer) -> None:
-    from pgmre.cli import data_audit
+    from pgmre.cli import data_audit, data_phrases
     from pgmre.cli.data_fetch import fetch_app
 
     data_audit.register(data_app)
+    data_phrases.register(data_app)
 
     data_app.add_typer(fetch_app, name="fetch")
     app.add_typer(data_app, name="data")
