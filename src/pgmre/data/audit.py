@@ -475,45 +475,6 @@ def _folds(n: int, k: int) -> list[tuple[list[int], list[int]]]:
     ]
 
 
-def _score_rule(
-    train_values: Sequence[Hashable],
-    train_labels: Sequence[str],
-    eval_values: Sequence[Hashable],
-    eval_labels: Sequence[str],
-    thresholds: AuditThresholds,
-    vocab: RelationVocab,
-    splits: list[tuple[list[int], list[int]]] | None,
-) -> tuple[dict[str, Any], float]:
-    """Scores of the majority-relation rule and the accuracy of the majority None/non-None rule."""
-    order = vocab.rel2id
-    binary_order = _BINARY_VOCAB.rel2id
-    if splits is None:
-        splits = [(list(range(len(train_values))), [])]
-    gold: list[str] = []
-    predicted: list[str] = []
-    gold_binary: list[str] = []
-    predicted_binary: list[str] = []
-    for fit_idx, held_idx in splits:
-        fit_values = [train_values[i] for i in fit_idx]
-        fit_labels = [train_labels[i] for i in fit_idx]
-        rule = _MajorityRule.fit(fit_values, fit_labels, thresholds.min_count, order)
-        binary = _MajorityRule.fit(
-            fit_values, [_is_relation(x) for x in fit_labels], thresholds.min_count, binary_order
-        )
-        if held_idx:
-            targets = [(train_values[i], train_labels[i]) for i in held_idx]
-        else:
-            targets = list(zip(eval_values, eval_labels, strict=True))
-        for value, label in targets:
-            gold.append(label)
-            predicted.append(rule.predict(value))
-            gold_binary.append(_is_relation(label))
-            predicted_binary.append(binary.predict(value))
-    scores = score(gold, predicted, vocab)
-    separation = score(gold_binary, predicted_binary, _BINARY_VOCAB)["accuracy"]
-    return scores, separation
-
-
 def _top_values(
     values: Sequence[Hashable], labels: Sequence[str], vocab: RelationVocab, limit: int = 6
 ) -> list[ValueStat]:
@@ -542,13 +503,33 @@ def _result(
     vocab: RelationVocab,
     splits: list[tuple[list[int], list[int]]] | None,
 ) -> FeatureResult:
-    scores, separation = _score_rule(
-        train_values, train_labels, eval_values, eval_labels, thresholds, vocab, splits
-    )
-    distinct = len({v for v, n in Counter(train_values).items() if n >= thresholds.min_count})
+    """The majority-relation rule scored by the project's scorer, and the majority None/non-None rule.
+
+    ``splits`` (cross-validation folds of train) replace ``eval_*`` when there is no evaluation split.
+    """
+    gold: list[str] = []
+    predicted: list[str] = []
+    predicted_binary: list[str] = []
+    for fit_idx, held_idx in splits or [(list(range(len(train_values))), [])]:
+        fit_values = [train_values[i] for i in fit_idx]
+        fit_labels = [train_labels[i] for i in fit_idx]
+        rule = _MajorityRule.fit(fit_values, fit_labels, thresholds.min_count, vocab.rel2id)
+        binary = _MajorityRule.fit(
+            fit_values, [_is_relation(x) for x in fit_labels], thresholds.min_count, _BINARY_VOCAB.rel2id
+        )
+        if held_idx:
+            targets = [(train_values[i], train_labels[i]) for i in held_idx]
+        else:
+            targets = list(zip(eval_values, eval_labels, strict=True))
+        for value, label in targets:
+            gold.append(label)
+            predicted.append(rule.predict(value))
+            predicted_binary.append(binary.predict(value))
+    scores = score(gold, predicted, vocab)
+    separation = score([_is_relation(g) for g in gold], predicted_binary, _BINARY_VOCAB)["accuracy"]
     return FeatureResult(
         feature,
-        distinct,
+        len({v for v, n in Counter(train_values).items() if n >= thresholds.min_count}),
         scores["accuracy"],
         scores["precision"],
         scores["recall"],
@@ -705,8 +686,8 @@ def to_markdown(report: AuditReport) -> str:
         f"- train: `{report.train}` ({report.n_train} samples); scored on: "
         + (f"`{report.eval}` ({report.n_eval} samples)" if report.eval else f"{report.protocol}"),
         f"- rule: majority relation per feature value, fitted on train (values seen fewer than {t.min_count} "
-        "times share one `<rare>` value; unseen ones get the overall majority); `None sep.` is the accuracy "
-        "of the majority None/non-None rule per value.",
+        "times in train, and unseen ones, share one `<rare>` value, else get the overall majority); "
+        "`None sep.` is the accuracy of the majority None/non-None rule per value.",
         f"- flagged when `None sep.` > {t.max_separation:g} or micro-F1 > {t.max_f1:g} (and above the "
         "majority baseline).",
         "",
