@@ -14,7 +14,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PGMRE = [sys.executable, "-m", "pgmre.cli"]
-MNRE_DIR = "../shared/data/mnre"  # relative to ROOT, like the paths in configs/cpu.yaml
+MNRE_DIR = "data/mnre"  # relative to ROOT, like configs/cpu.yaml; written by `pgmre data fetch mnre`
 TRAIN = f"{MNRE_DIR}/mnre_train.txt"
 VAL = f"{MNRE_DIR}/mnre_val.txt"
 
