@@ -221,6 +221,11 @@ def test_bad_aux_files_exit_2_naming_the_file(tmp_path: Path, dataset: Synthetic
     garbage = _audit_cli(dataset, tmp_path / "out", f"crops={not_torch}")
     assert garbage.exit_code == 2 and str(not_torch) in garbage.stderr
 
+    a_file = tmp_path / "a_file"
+    a_file.write_text("keep me")
+    clash = _audit_cli(dataset, a_file, f"phrases={tmp_path / 'broken_{split}.json'}")
+    assert clash.exit_code == 2 and "--out" in clash.stderr and a_file.read_text() == "keep me"
+
     bad_spec = _audit_cli(dataset, tmp_path / "out", "weights=some.json")
     assert bad_spec.exit_code == 2 and "KIND[:NAME]=PATH" in bad_spec.stderr
     assert not (tmp_path / "out").exists(), "nothing is written for bad input"

@@ -115,6 +115,8 @@ def audit(
     ] = None,
 ) -> None:
     """Fit a trivial rule per feature of each auxiliary input on --train, score it on --eval; exit 3 on a leak."""
+    if out.exists() and not out.is_dir():
+        fail(f"--out {out}: is a file; name a directory for audit.json and audit.md")
     thresholds = AuditThresholds(max_separation=max_separation, max_f1=max_f1, min_count=min_count)
     try:
         vocab = RelationVocab.mnre() if rel2id is None else RelationVocab.from_file(rel2id)
