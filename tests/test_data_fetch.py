@@ -377,7 +377,7 @@ def test_slow_server_times_out_and_gives_up(
     dest = tmp_path / "mnre"
     started = time.monotonic()
     report = _fetch(dest, manifest)
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 10  # 3 tries of 0.3 s, not the 1 s hang each
     (failure,) = report.failures
     message = str(failure)
     assert f"{CAPTION_REPO}/data/caption/cogvlm_val.json" in message
@@ -469,6 +469,7 @@ def test_mirror_without_a_split(
 def test_bad_options_exit_2(tmp_path: Path, manifest: Manifest) -> None:
     for extra, message in [
         (["--splits", "train,dev"], "unknown split(s) dev"),
+        (["--splits", ""], "no split selected"),
         (["--captions", "gpt4"], "unknown caption source(s) gpt4"),
         (["--mirror", str(tmp_path / "nowhere")], "mirror directory not found"),
     ]:

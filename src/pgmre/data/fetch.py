@@ -76,6 +76,8 @@ class Manifest(BaseModel):
 
     def select(self, splits: list[str], captions: list[str], aux: bool) -> list[ManifestFile]:
         """The files of ``splits``: the text, the named caption sources and, with ``aux``, the aux files."""
+        if not splits:
+            raise ValueError(f"no split selected; the manifest has {', '.join(self.splits())}")
         unknown = [s for s in splits if s not in self.splits()]
         if unknown:
             raise ValueError(
