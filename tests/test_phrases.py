@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,7 @@ def test_published_protocol_run_says_so_everywhere(
     synthetic_dataset: SyntheticDataset,
     tiny_bert: Path,  # noqa: F811
     tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A run fed label-carrying phrases is labelled in its log, model card, report.json and report.md."""
     from typer.testing import CliRunner
@@ -105,7 +107,12 @@ def test_published_protocol_run_says_so_everywhere(
     raw = tiny_config(synthetic_dataset, tiny_bert, tmp_path, train={"epochs": 1})
     raw["protocol"] = "published"
     raw["text"]["phrases"] = str(tmp_path / "phrases_{split}.json")
-    summary = run_training(config_from_dict(raw), tmp_path / "run")
+    with caplog.at_level(logging.WARNING, logger="pgmre.train.run"):
+        summary = run_training(config_from_dict(raw), tmp_path / "run")
+    assert PUBLISHED_PROTOCOL_NOTE in caplog.text
+    assert "label-predictive auxiliary input: input 'text.phrases'" in caplog.text  # the train-time audit
+    audit = json.loads((summary.run_dir / "audit.json").read_text())
+    assert audit["flagged"] and {f["input"] for f in audit["flagged"]} == {"text.phrases"}
     assert PUBLISHED_PROTOCOL_NOTE in (summary.run_dir / "README.md").read_text()
     result = CliRunner().invoke(
         app,

@@ -6,6 +6,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pgmre.config import Config, protocol_statement
 from pgmre.data.mnre import load_split
@@ -31,6 +32,28 @@ def default_run_dir(config: Config) -> Path:
     return Path(config.train.output_dir) / name
 
 
+def _audit_aux_inputs(config: Config, train_samples: list, pipeline: MREPipeline) -> Any:
+    """Warn, naming the input, when an auxiliary input the model reads predicts the label on its own.
+
+    The audit is ``pgmre data audit`` cross-validated on the training data (seconds); the run keeps it as
+    ``audit.json``/``audit.md``. A flagged input in a run labelled leak-free is said to make it not so.
+    """
+    from pgmre.data.audit import audit_aux_inputs, aux_inputs_from_config
+
+    inputs = aux_inputs_from_config(config)
+    if not inputs:
+        return None
+    report = audit_aux_inputs(train_samples, None, inputs, vocab=pipeline.vocab)
+    for flag in report.flagged:
+        log.warning("label-predictive auxiliary input: %s (docs/leakage.md)", flag)
+    if report.flagged and config.protocol != "published":
+        log.warning(
+            "this run reads an input that predicts the label on its own: its numbers are not leak-free; "
+            "drop the input, or set protocol=published to label the run as what it is"
+        )
+    return report
+
+
 def run_training(config: Config, run_dir: str | Path | None = None, resume: bool = False) -> TrainSummary:
     """Load the data, encode it (features are cached on disk), train, and keep the best checkpoint."""
     if not config.data.train:
@@ -45,6 +68,7 @@ def run_training(config: Config, run_dir: str | Path | None = None, resume: bool
     dev_samples = load_split(config.data.dev, pipeline.vocab, config.data.strict) if config.data.dev else []
     if config.data.max_eval_samples:
         dev_samples = dev_samples[: config.data.max_eval_samples]
+    audit = _audit_aux_inputs(config, train_samples, pipeline)
     # Rank 0 fills the explanation and feature caches first; the other ranks then only read them.
     with accelerator.main_process_first():
         train_set = pipeline.dataset(train_samples, split="train")
@@ -56,4 +80,8 @@ def run_training(config: Config, run_dir: str | Path | None = None, resume: bool
     seconds = time.perf_counter() - started
     if trainer.is_main:
         write_model_card(run_dir, config, history_from(run_dir), seconds)
+        if audit is not None:
+            from pgmre.data.audit import write_report
+
+            write_report(audit, run_dir)
     return TrainSummary(run_dir, progress, seconds, len(train_samples), len(dev_samples))
