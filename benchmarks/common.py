@@ -49,6 +49,12 @@ LABELS = {
     "full-xdrop-seed43": "PG-MRE, explanation dropout 0.5, seed 43",
     "full-xdrop70": "PG-MRE, explanation dropout 0.7",
     "ent-xdrop70": "Base+Ent, explanation dropout 0.7",
+    "published-text-only": "Text only + grounding phrases (PUBLISHED PROTOCOL: label-carrying)",
+    "published-base": "Base + grounding phrases (PUBLISHED PROTOCOL: label-carrying)",
+    "published-full": "PG-MRE + grounding phrases (PUBLISHED PROTOCOL: label-carrying)",
+    "types-text-only": "Text only + spaCy entity types (leak-free)",
+    "types-base": "Base + spaCy entity types (leak-free)",
+    "types-full": "PG-MRE + spaCy entity types (leak-free)",
 }
 
 

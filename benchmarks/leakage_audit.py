@@ -5,7 +5,7 @@ the four caption sources, and saves its audit.json / audit.md as ``results/leaka
 with the command and the wall time. Exit 3 from the audit (a leak) is the expected outcome here.
 
 Usage: ``python benchmarks/leakage_audit.py [AUX_DIR]``. The data is the layout ``pgmre data fetch mnre
---aux`` writes; AUX_DIR (default ``data/mnre/aux``) holds ``phrase_text_{split}.json`` and
+--aux`` writes, plus the spaCy entity-type phrases of ``pgmre data phrases`` (the honest control); AUX_DIR (default ``data/mnre/aux``) holds ``phrase_text_{split}.json`` and
 ``mre_{split}_dict.pth``, e.g. ``../shared/data/upstream/zefanZhang-cn/CAMIM/CAMIM/data/txt``, the same bytes.
 """
 
@@ -32,6 +32,8 @@ def aux_specs(aux_dir: str) -> list[str]:
         f"phrases={aux_dir}/phrase_text_{{split}}.json",
         f"crops={aux_dir}/mre_{{split}}_dict.pth",
         *(f"captions:{s}={MNRE_DIR}/captions/{s}_{{split}}.json" for s in CAPTION_SOURCES),
+        # the honest control: `pgmre data phrases --data TRAIN --data VAL --out data/mnre/types/spacy_{split}.json`
+        f"phrases:spacy-types={MNRE_DIR}/types/spacy_{{split}}.json",
     ]
 
 

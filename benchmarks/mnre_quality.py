@@ -24,6 +24,11 @@ from common import MNRE_DIR, PGMRE, ROOT, TRAIN, VAL, save_results, train_comman
 RESULTS = ROOT / "benchmarks" / "results" / "mnre_quality.json"
 CAPTIONS = f"{MNRE_DIR}/captions/{{}}_{{{{split}}}}.json"
 
+# TMR/CAMIM's grounding phrases: label-carrying, so every run that reads them is a PUBLISHED-PROTOCOL run
+PUBLISHED = ["protocol=published", f"text.phrases={MNRE_DIR}/aux/phrase_text_{{split}}.json"]
+# the honest control: the same phrase format with spaCy entity types on every sample (`pgmre data phrases`)
+TYPES = [f"text.phrases={MNRE_DIR}/types/spacy_{{split}}.json"]
+
 # name -> (group, variant, overrides)
 EXPERIMENTS: dict[str, tuple[str, str, list[str]]] = {
     "text-only": ("ablation", "text-only", ["visual.source=none"]),
@@ -79,6 +84,13 @@ EXPERIMENTS: dict[str, tuple[str, str, list[str]]] = {
         "full",
         ["visual.source=none", "model.use_visual=false", "model.use_rpm=false"],
     ),
+    # issue 16: the published protocol and the honest entity-type control (docs/leakage.md)
+    "published-text-only": ("protocols", "text-only", ["visual.source=none", *PUBLISHED]),
+    "published-base": ("protocols", "base", PUBLISHED),
+    "published-full": ("protocols", "full", PUBLISHED),
+    "types-text-only": ("protocols", "text-only", ["visual.source=none", *TYPES]),
+    "types-base": ("protocols", "base", TYPES),
+    "types-full": ("protocols", "full", TYPES),
 }
 
 
@@ -124,6 +136,8 @@ def run_experiment(name: str, epochs: int, out: Path, extra: list[str]) -> dict:
             TRAIN,
             "--out",
             str(eval_dir),
+            "--split",
+            "dev",  # line-keyed inputs (phrases) are per split
         ],
         log,
     )
@@ -168,7 +182,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--group", choices=["ablation", "prototypes", "visual", "controls", "fixes", "all"], default="all"
+        "--group",
+        choices=["ablation", "prototypes", "visual", "controls", "fixes", "protocols", "all"],
+        default="all",
     )
     parser.add_argument("--only", nargs="*", help="experiment names (default: the whole group)")
     parser.add_argument("--epochs", type=int, default=3)
