@@ -22,11 +22,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pgmre.data.keyed import SampleKeyedTable, read_json_object
 from pgmre.data.phrases import PhraseFileError, load_phrases
 from pgmre.data.types import Sample
 from pgmre.encoders.captions import CaptionFileError, CaptionTable
 from pgmre.encoders.crops import CropIndexError, load_crop_index
-from pgmre.encoders.paths import PLACEHOLDER, InputPathError, expand, file_stem
+from pgmre.encoders.paths import PLACEHOLDER, InputPathError, expand
 from pgmre.evaluate.metrics import score
 from pgmre.labels import NEGATIVE_LABEL, RelationVocab
 
@@ -146,21 +147,6 @@ class SplitValues:
 Lookup = Callable[[Sample], Any]
 
 
-def _line_or_image(by_line: dict[int, Any], by_image: dict[str, Any]) -> Lookup:
-    """Look a sample up by img_id (file stem), then by its 0-based line: the key kinds TMR/HVPNeT use."""
-
-    def lookup(sample: Sample) -> Any:
-        if by_image and sample.img_id is not None:
-            found = by_image.get(file_stem(sample.img_id))
-            if found is not None:
-                return found
-        if by_line and sample.source is not None:
-            return by_line.get(sample.source[1] - 1)
-        return None
-
-    return lookup
-
-
 def _phrase_lookup(path: Path) -> tuple[Lookup, bool]:
     table = load_phrases(path)
     return table.lookup, bool(table.by_line)
@@ -176,17 +162,10 @@ def _json_lookup(path: Path) -> tuple[Lookup, bool]:
         raise AuxInputError(
             f"{path}: the json kind reads a JSON object; for an HVPNeT .pth crop dict use crops="
         )
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise AuxInputError(f"{path}: cannot read: {err.strerror or err}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
-        raise AuxInputError(f"{path}: not valid JSON ({err})") from None
-    if not isinstance(raw, dict):
-        raise AuxInputError(f"{path}: expected a JSON object {{line number or img_id: value}}")
-    by_line = {int(k): v for k, v in raw.items() if k.isdigit()}
-    by_image = {file_stem(k): v for k, v in raw.items() if not k.isdigit()}
-    return _line_or_image(by_line, by_image), bool(by_line)
+    table: SampleKeyedTable[Any] = SampleKeyedTable(str(path))
+    for key, value in read_json_object(path, AuxInputError, "per-sample JSON").items():
+        table.add(key, value)
+    return table.lookup, table.keyed_by_line
 
 
 def _caption_values(template: list[str], samples: Sequence[Sample], split: str) -> SplitValues:

@@ -8,59 +8,32 @@ gold label (docs/leakage.md): a model that reads them is a published-protocol mo
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from pgmre.data.keyed import SampleKeyedTable, read_json_object
 from pgmre.data.types import Sample
-from pgmre.encoders.paths import InputPathError, expand, file_stem
+from pgmre.encoders.paths import InputPathError, expand
 
 
 class PhraseFileError(ValueError):
     """A phrases file that cannot be read or is not ``{line number or img_id: phrase}``."""
 
 
-@dataclass
-class PhraseTable:
+class PhraseTable(SampleKeyedTable[str]):
     """Phrases by sample line (0-based) and by image (file stem)."""
-
-    path: str
-    by_line: dict[int, str] = field(default_factory=dict)
-    by_image: dict[str, str] = field(default_factory=dict)
-
-    def lookup(self, sample: Sample) -> str | None:
-        """The phrase of a sample; None when the file does not mention it."""
-        if self.by_image and sample.img_id is not None:
-            found = self.by_image.get(file_stem(sample.img_id))
-            if found is not None:
-                return found
-        if self.by_line and sample.source is not None:
-            return self.by_line.get(sample.source[1] - 1)
-        return None
 
 
 def load_phrases(path: str | Path) -> PhraseTable:
     """Read one phrases file; errors name the file and the offending key."""
-    path = Path(path)
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise PhraseFileError(f"{path}: cannot read phrases file: {err.strerror or err}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
-        raise PhraseFileError(f"{path}: not a JSON phrases file ({err})") from None
-    if not isinstance(raw, dict):
-        raise PhraseFileError(f"{path}: expected an object {{line number or img_id: phrase}}")
+    raw = read_json_object(path, PhraseFileError, "phrases file")
     table = PhraseTable(str(path))
     for key, value in raw.items():
         if not isinstance(value, str):
             raise PhraseFileError(
                 f"{path}: key {key!r}: expected a phrase string, got {type(value).__name__}"
             )
-        if key.isdigit():
-            table.by_line[int(key)] = value
-        else:
-            table.by_image[file_stem(key)] = value
+        table.add(key, value)
     return table
 
 

@@ -13,15 +13,13 @@ import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
 from PIL import Image
 
-from pgmre.data.types import Sample
-from pgmre.encoders.paths import file_stem
+from pgmre.data.keyed import SampleKeyedTable
 
 log = logging.getLogger(__name__)
 
@@ -32,27 +30,8 @@ class CropIndexError(ValueError):
     """A crop dict that cannot be read or has the wrong shape."""
 
 
-@dataclass
-class CropIndex:
+class CropIndex(SampleKeyedTable[list[str]]):
     """Crop file names per sample line (``by_line``, 0-based) and per image (``by_image``, by file stem)."""
-
-    path: str
-    by_line: dict[int, list[str]] = field(default_factory=dict)
-    by_image: dict[str, list[str]] = field(default_factory=dict)
-
-    def lookup(self, sample: Sample) -> list[str] | None:
-        """The crop files of a sample; None when the index does not mention it."""
-        if self.by_image and sample.img_id is not None:
-            found = self.by_image.get(file_stem(sample.img_id))
-            if found is not None:
-                return found
-        if self.by_line and sample.source is not None:
-            return self.by_line.get(sample.source[1] - 1)
-        return None
-
-    @property
-    def keyed_by_line(self) -> bool:
-        return bool(self.by_line)
 
 
 def _load_raw(path: Path) -> Any:
@@ -95,11 +74,7 @@ def load_crop_index(path: str | Path) -> CropIndex:
         files = [value] if isinstance(value, str) else value
         if not isinstance(files, list | tuple) or not all(isinstance(f, str) for f in files):
             raise CropIndexError(f"{path}: key {key!r}: expected a list of crop file names, got {value!r}")
-        if isinstance(key, int) or (isinstance(key, str) and key.isdigit()):
-            index.by_line[int(key)] = list(files)
-        elif isinstance(key, str):
-            index.by_image[file_stem(key)] = list(files)
-        else:
+        if not index.add(key, list(files)):
             raise CropIndexError(f"{path}: key {key!r}: expected a line number or an image name")
     return index
 
@@ -133,7 +108,8 @@ class SaliencyCropExtractor:
     """Regions of interest from ``img-focus``'s offline ONNX ViT saliency model, highest score first.
 
     Regions are the contours of the saliency heat map above ``roi_threshold``; the model file ships
-    inside the package, so nothing is downloaded.
+    inside the package, so nothing is downloaded. An image the model cannot crop (any aspect ratio is
+    accepted, e.g. 1000x1 or 1x1) gets the whole image as its one object.
     """
 
     def __init__(self, roi_threshold: float = 0.8, min_contour_area: int = 100) -> None:
@@ -163,14 +139,18 @@ class SaliencyCropExtractor:
     def boxes(self, image: Image.Image, count: int) -> list[Box]:
         if count <= 0:
             return []
-        rois = self._detector.find_regions_of_interest(
-            image.convert("RGB"),
-            roi_threshold=self.roi_threshold,
-            score_threshold=None,
-            min_contour_area=self.min_contour_area,
-        )
-        rois = sorted(rois, key=lambda r: (-float(r["score_max"]), -float(r["score_mean"])))
         width, height = image.size
+        try:
+            rois = self._detector.find_regions_of_interest(
+                image.convert("RGB"),
+                roi_threshold=self.roi_threshold,
+                score_threshold=None,
+                min_contour_area=self.min_contour_area,
+            )
+        except ValueError as err:  # "Cropping the heatmap resulted in an empty image": a degenerate image
+            log.debug("saliency crops: %dx%d image, whole image used (%s)", width, height, err)
+            return [(0, 0, width, height)]
+        rois = sorted(rois, key=lambda r: (-float(r["score_max"]), -float(r["score_mean"])))
         boxes: list[Box] = []
         for roi in rois[:count]:
             left = round(float(roi["x"]) * width)

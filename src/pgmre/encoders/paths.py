@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pgmre.data.keyed import file_stem
+
 PLACEHOLDER = "{split}"
 SPLIT_ALIASES: dict[str, tuple[str, ...]] = {
     "train": ("train",),
@@ -20,14 +22,11 @@ SPLIT_ALIASES: dict[str, tuple[str, ...]] = {
 }
 ALL_SPLITS = ("train", "dev", "test")
 
+__all__ = ["ALL_SPLITS", "PLACEHOLDER", "SPLIT_ALIASES", "InputPathError", "expand", "file_stem"]
+
 
 class InputPathError(FileNotFoundError):
     """A configured input path (or every expansion of a ``{split}`` template) that does not exist."""
-
-
-def file_stem(name: str) -> str:
-    """An image or file name without its last extension (``"a.b.jpg"`` -> ``"a.b"``)."""
-    return name.rsplit(".", 1)[0] if "." in name else name
 
 
 def expand(template: str, split: str | None) -> list[Path]:
