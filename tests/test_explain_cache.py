@@ -93,7 +93,9 @@ def test_record_lookup_failures(tmp_path: Path) -> None:
 def test_not_a_cache_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "junk.sqlite"
     path.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(CacheError, match="not a usable explanation cache"):
+    with pytest.raises(
+        CacheError, match=r"junk\.sqlite: the explanation cache is damaged .*pgmre explain repair"
+    ):
         ExplanationCache(path)
 
 

@@ -15,10 +15,17 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from pgmre.config import Config, load_config
+from pgmre.config import Config, ConfigError, load_config
 from pgmre.data.types import Sample
-from pgmre.encoders.text import EntityMarkerTokenizer, pad_batch, pad_explanation_pairs, resolve_text_encoder
+from pgmre.encoders.text import (
+    EncoderNotFoundError,
+    EntityMarkerTokenizer,
+    pad_batch,
+    pad_explanation_pairs,
+    resolve_text_encoder,
+)
 from pgmre.labels import RelationVocab
+from pgmre.runfiles import RunLoadError, describe
 
 TOKENIZER_DIR = "tokenizer"
 IGNORE_LABEL = -100
@@ -106,12 +113,29 @@ class MREPipeline:
     def from_run(
         cls, run_dir: str | Path, overrides: list[str] | None = None, progress: bool = False
     ) -> MREPipeline:
+        """The pipeline a run was trained with; a missing or damaged run file raises :class:`RunLoadError`."""
         run_dir = Path(run_dir)
-        if not (run_dir / "config.yaml").exists():
-            raise FileNotFoundError(f"{run_dir}: not a pgmre run directory (no config.yaml)")
-        config = load_config(run_dir / "config.yaml", overrides)
-        vocab = RelationVocab.from_file(run_dir / "rel2id.json")
-        return cls(config, vocab, tokenizer_dir=run_dir / TOKENIZER_DIR, progress=progress)
+        config_file, vocab_file = run_dir / "config.yaml", run_dir / "rel2id.json"
+        tokenizer_dir = run_dir / TOKENIZER_DIR
+        if not config_file.is_file():
+            fix = "give the directory `pgmre train` wrote"
+            raise RunLoadError(run_dir, "not a pgmre run directory (no config.yaml)", fix)
+        try:
+            config = load_config(config_file, overrides)
+        except ConfigError as err:
+            raise RunLoadError(config_file, f"damaged run config ({describe(err)})") from err
+        try:
+            vocab = RelationVocab.from_file(vocab_file)
+        except ValueError as err:
+            raise RunLoadError(vocab_file, f"damaged relation vocabulary ({describe(err)})") from err
+        if not tokenizer_dir.is_dir():
+            raise RunLoadError(tokenizer_dir, "missing (the run's tokenizer, with its entity-marker tokens)")
+        try:
+            return cls(config, vocab, tokenizer_dir=tokenizer_dir, progress=progress)
+        except EncoderNotFoundError:
+            raise
+        except Exception as err:  # the tokenizers library raises plain Exception for a damaged tokenizer.json
+            raise RunLoadError(tokenizer_dir, f"damaged tokenizer ({describe(err)})") from err
 
     def save(self, run_dir: str | Path) -> None:
         run_dir = Path(run_dir)
@@ -168,7 +192,7 @@ class MREPipeline:
     def explanations(self, samples: Sequence[Sample], generate: bool = True) -> list[tuple[str, str]]:
         from pgmre.explain import explanations_for
 
-        return explanations_for(list(samples), self.config.explain, generate=generate)
+        return explanations_for(list(samples), self.config.explain, generate=generate, progress=self.progress)
 
     def dataset(
         self,
@@ -179,11 +203,13 @@ class MREPipeline:
         generate_explanations: bool = True,
         split: str | None = None,
         phrases: Sequence[str] | None = None,
+        missing: str | None = None,
     ) -> MREDataset:
         """Encode samples; ``explanations``/``captions``/``images``/``phrases`` override the configured sources
         per sample.
 
         ``split`` (train/dev/test) fills ``{split}`` in the visual paths; None merges every split's files.
+        ``missing`` (``error``/``blank``) overrides ``visual.missing`` for this call.
         """
         labels = torch.tensor(
             [self.vocab.encode(s.relation) if s.relation is not None else IGNORE_LABEL for s in samples],
@@ -205,7 +231,7 @@ class MREPipeline:
             else:
                 ds.explanation_states = self._frozen_explanations(ds.explanations)
         if self.uses_visual:
-            batch = self.visual(split).features(samples, captions=captions, images=images)
+            batch = self.visual(split).features(samples, captions=captions, images=images, missing=missing)
             ds.visual = (batch.feats.float(), batch.mask.bool())
         return ds
 

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 explain_app = typer.Typer(
     help="Entity explanations (PG-MRE step 1): run the backend chain over data files into the cache; "
-    "stats, export and import of the cache.",
+    "stats, export, import and repair of the cache.",
     no_args_is_help=True,
 )
 
@@ -182,6 +182,41 @@ def import_(
     except CacheError as err:
         fail(str(err))
     typer.echo(f"read {read} explanations from {input_file}, added {added} to {cfg.cache}")
+
+
+@explain_app.command("repair")
+def repair(
+    cache: CacheOption = None,
+    config: ConfigOption = None,
+    overrides: SetOption = None,
+    artifact: Annotated[
+        str | None, typer.Option(help="JSONL(.gz) export to import again; default: explain.artifact")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="rebuild even when no damage is found")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+) -> None:
+    """Rebuild a damaged cache: every readable, self-consistent row goes into a fresh file, the artifact is
+    imported again, and the damaged file is kept as CACHE.damaged-TIME. Run it while nothing else uses
+    the cache."""
+    from pgmre.explain import CacheError
+    from pgmre.explain.repair import repair_cache
+
+    cfg = explain_config(config, overrides, cache, artifact=artifact)
+    try:
+        report = repair_cache(cfg.cache, cfg.artifact, force=force)
+    except (CacheError, OSError) as err:
+        fail(str(err))
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    elif report.backup is None:
+        typer.echo(f"{cfg.cache}: the integrity check found no damage; nothing to repair")
+    else:
+        kept = ", ".join(f"{n} {table}" for table, n in report.kept.items()) or "nothing (unreadable)"
+        typer.echo(f"{cfg.cache}: rebuilt; damage found: {report.damage or 'none (--force)'}")
+        typer.echo(f"  kept {kept}; rejected {report.rejected} unreadable or inconsistent rows")
+        if cfg.artifact:
+            typer.echo(f"  imported {report.imported} explanations from {cfg.artifact}")
+        typer.echo(f"  the damaged file is kept as {report.backup}")
 
 
 def register(app: typer.Typer) -> None:

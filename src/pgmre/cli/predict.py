@@ -22,12 +22,15 @@ DeviceOption = Annotated[
 
 
 def _load(run: Path, checkpoint: str, device: str | None, generate_explanations: bool = True) -> Predictor:
+    """The run's predictor; a damaged run or explanation cache exits 2 naming the file and the fix."""
     from pgmre.config import ConfigError
+    from pgmre.explain import CacheError
+    from pgmre.runfiles import RunLoadError
     from pgmre.serve.predictor import Predictor
 
     try:
         return Predictor.from_pretrained(run, checkpoint, device, generate_explanations=generate_explanations)
-    except (FileNotFoundError, ConfigError, ValueError) as err:
+    except (RunLoadError, CacheError, FileNotFoundError, ConfigError, ValueError) as err:
         fail(str(err))
 
 
@@ -51,8 +54,14 @@ def predict(
     from tqdm.auto import tqdm
 
     from pgmre.data.mnre import DataError
+    from pgmre.explain import CacheError
+    from pgmre.outputs import OutputPathError, check_output_file
     from pgmre.serve.files import predict_file
 
+    try:
+        check_output_file(out, [input_file])  # before the model loads: nothing is lost to a bad --out
+    except OutputPathError as err:
+        fail(str(err))
     predictor = _load(run, checkpoint, device)
     try:
         summary = predict_file(
@@ -61,10 +70,9 @@ def predict(
             out,
             batch_size=batch_size,
             top_k=top_k,
-            progress=sys.stderr.isatty(),
             on_error=lambda message: tqdm.write(message, file=sys.stderr),
         )
-    except DataError as err:
+    except (DataError, OutputPathError, CacheError) as err:
         fail(str(err))
     typer.echo(json.dumps(summary.to_dict()))
     if summary.predicted == 0:

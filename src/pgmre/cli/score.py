@@ -39,9 +39,12 @@ def score_command(
 ) -> None:
     """Score predictions: accuracy, micro P/R/F1 over non-None relations, macro-F1, per relation."""
     from pgmre.evaluate.metrics import ScoreError, read_prediction_labels, score_samples
+    from pgmre.outputs import OutputPathError, check_output_file, write_text_atomic
 
     relations = relation_vocab(rel2id)
     try:
+        if out is not None:
+            check_output_file(out, [gold, pred, train, against, rel2id, vocab])
         gold_samples = load_samples(gold, relations, require_image=False)
         labels = read_prediction_labels(pred, relations)
         train_samples = load_samples(train, require_relation=False, require_image=False) if train else None
@@ -59,13 +62,12 @@ def score_command(
                 "baseline": str(against),
                 **paired_bootstrap(gold_labels, baseline, labels, relations, resamples=resamples),
             }
-    except (DataError, ScoreError, OSError) as err:
+    except (DataError, ScoreError, OutputPathError, OSError) as err:
         fail(str(err))
     text = json.dumps(report, indent=2)
     typer.echo(text)
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text + "\n")
+        write_text_atomic(out, text + "\n")
 
 
 def register(app: typer.Typer) -> None:

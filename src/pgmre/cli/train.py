@@ -10,9 +10,12 @@ import typer
 from pgmre.config import ConfigError, load_config
 from pgmre.data.mnre import DataError
 from pgmre.evaluate.metrics import ScoreError
-from pgmre.explain import ExplanationsMissing
+from pgmre.explain import CacheError, ExplanationsMissing
+from pgmre.outputs import OutputPathError
+from pgmre.runfiles import RunLoadError
 
-# Errors caused by inputs (data, config, missing files or explanations): a message and exit 2, not a traceback.
+# Errors caused by inputs (data, config, missing files or explanations, a damaged run or cache, an --out
+# that would overwrite an input): a message and exit 2, not a traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (
     ConfigError,
     FileNotFoundError,
@@ -20,6 +23,9 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     DataError,
     ExplanationsMissing,
     ScoreError,
+    RunLoadError,
+    CacheError,
+    OutputPathError,
 )
 
 

@@ -12,7 +12,7 @@ import json
 import logging
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -102,17 +102,24 @@ class _Invalid(Exception):
         self.message = message
 
 
-def detect_format(path: str | Path, first_line: str | None = None) -> Format:
-    """``.jsonl``/``.json`` are JSON Lines; otherwise the first non-blank line decides (JSON or MNRE)."""
+def detect_format(path: str | Path, lines: str | Iterable[str] | None = None) -> Format:
+    """``.jsonl``/``.json`` are JSON Lines; otherwise the first line holding a record decides: a JSON
+    object means JSONL, a Python-literal dict MNRE. Lines that are neither (garbage, a bare number)
+    decide nothing, so one bad first line cannot make every good line unreadable."""
     suffix = Path(path).suffix.lower()
     if suffix in (".jsonl", ".json"):
         return "jsonl"
-    if first_line is not None:
-        try:
-            parse_json(first_line)
-            return "jsonl"
-        except ParseError:
-            pass
+    parsers: tuple[tuple[Format, Callable[[str], Any]], ...] = (
+        ("jsonl", parse_json),
+        ("mnre", parse_literal),
+    )
+    for text in [lines] if isinstance(lines, str) else lines or ():
+        for fmt, parse in parsers:
+            try:
+                if isinstance(parse(text), dict):
+                    return fmt
+            except ParseError:
+                pass
     return "mnre"
 
 
@@ -183,6 +190,12 @@ def _validate(
     source: tuple[str, int],
 ) -> tuple[Sample, list[tuple[str, str, str]]]:
     """One record -> Sample plus (field, kind, message) warnings; raises _Invalid on the first rule broken."""
+    if isinstance(record, list):
+        raise _Invalid(
+            "(record)",
+            "wrong_type",
+            "expected a dict, got list (a JSON array is not supported: one record per line)",
+        )
     if not isinstance(record, dict):
         raise _Invalid("(record)", "wrong_type", f"expected a dict, got {type(record).__name__}")
     warnings: list[tuple[str, str, str]] = []
@@ -237,18 +250,29 @@ def _validate(
     return Sample(tokens, head, tail, img_id, relation, source), warnings
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
+def text_lines(path: str | Path) -> Iterator[tuple[int, str | UnicodeDecodeError]]:
+    """``(line number, text)`` of every line, decoded one by one (a UTF-8 BOM is dropped), so a line that
+    is not UTF-8 is that line's problem (its ``UnicodeDecodeError`` in place of the text), not the
+    file's. A file that cannot be read at all raises :class:`DataError`."""
+    path = Path(path)
     try:
-        with path.open(encoding="utf-8-sig") as handle:
-            yield from enumerate(handle, start=1)
+        with path.open("rb") as handle:
+            for lineno, raw in enumerate(handle, start=1):
+                try:
+                    yield lineno, raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+                except UnicodeDecodeError as err:
+                    yield lineno, err
     except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
+        raise DataError(f"{path}: cannot read: no such file") from None
     except IsADirectoryError:
         raise DataError(f"{path}: is a directory, expected an MNRE or JSONL file") from None
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
     except OSError as err:
         raise DataError(f"{path}: cannot read: {err.strerror}") from None
+
+
+def not_utf8(err: UnicodeDecodeError) -> str:
+    """The message for a line that is not UTF-8 text."""
+    return f"not UTF-8 text ({err.reason} at byte {err.start} of the line)"
 
 
 def _sample_key(sample: Sample) -> tuple[Any, ...]:
@@ -273,17 +297,16 @@ def read_samples(
     name = str(path)
     result = ReadResult(samples=[])
     seen: dict[tuple[Any, ...], tuple[int, str | None]] = {}
-    fmt: Format | None = None
-    for lineno, line in _lines(path):
-        text = line.strip()
-        if not text:
-            continue
-        if fmt is None:
-            fmt = detect_format(path, text)
-            result.format = fmt
-            if fmt == "jsonl" and text.startswith("["):
-                raise DataError(f"{name}:{lineno}: a JSON array is not supported; write one object per line")
+    numbered = [
+        (lineno, line if isinstance(line, UnicodeDecodeError) else line.strip())
+        for lineno, line in text_lines(path)
+        if isinstance(line, UnicodeDecodeError) or line.strip()
+    ]
+    fmt = result.format = detect_format(path, (text for _, text in numbered if isinstance(text, str)))
+    for lineno, text in numbered:
         try:
+            if isinstance(text, UnicodeDecodeError):
+                raise _Invalid("(record)", "unparseable", not_utf8(text))
             record = _parse(text, fmt)
             sample, warnings = _validate(record, vocab, require_relation, require_image, (name, lineno))
             key = _sample_key(sample)

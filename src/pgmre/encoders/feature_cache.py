@@ -23,9 +23,9 @@ from typing import Any
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
-from tqdm.auto import tqdm
 
 from pgmre.encoders.frozen_text import FrozenTextEncoder
+from pgmre.progress import progress_bar
 
 FORMAT_VERSION = 1
 DEFAULT_FEATURE_CACHE = ".cache/pgmre/features"
@@ -240,7 +240,8 @@ class FeatureCache:
         self.misses += len(missing)
         result: dict[str, Entry] = {}
         pending: dict[str, Entry] = {}
-        with tqdm(total=len(missing), desc=desc, disable=not progress or not missing, unit="item") as bar:
+        enabled = progress and bool(missing)
+        with progress_bar(total=len(missing), desc=desc, enabled=enabled, unit="item") as bar:
             for start in range(0, len(missing), batch_size):
                 chunk = missing[start : start + batch_size]
                 outputs = fn(chunk)

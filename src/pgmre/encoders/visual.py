@@ -63,8 +63,11 @@ class _Provider:
     def cache_stats(self) -> dict[str, int]:
         return {"hits": sum(c.hits for c in self.caches), "misses": sum(c.misses for c in self.caches)}
 
-    def _finish(self, feats: torch.Tensor, mask: torch.Tensor, report: MissingReport) -> VisualBatch:
-        if report and self.cfg.missing == "error":
+    def _finish(
+        self, feats: torch.Tensor, mask: torch.Tensor, report: MissingReport, missing: str | None
+    ) -> VisualBatch:
+        """``missing`` (None: ``visual.missing``) says whether a missing input raises or stays blank."""
+        if report and (missing or self.cfg.missing) == "error":
             raise MissingInputError(report)
         return VisualBatch(feats, mask, report)
 
@@ -85,6 +88,7 @@ class NoVisualFeatures(_Provider):
         samples: Sequence[Sample],
         captions: Sequence[str | None] | None = None,
         images: Sequence[ImageInput | None] | None = None,
+        missing: str | None = None,
     ) -> VisualBatch:
         return VisualBatch(torch.zeros(len(samples), 0, 0), torch.zeros(len(samples), 0, dtype=torch.bool))
 
@@ -127,6 +131,7 @@ class CaptionFeatures(_Provider):
         samples: Sequence[Sample],
         captions: Sequence[str | None] | None = None,
         images: Sequence[ImageInput | None] | None = None,
+        missing: str | None = None,
     ) -> VisualBatch:
         """``captions[i]``, when given and not None, is sample i's image-level caption (new posts)."""
         if captions is not None and len(captions) != len(samples):
@@ -149,7 +154,7 @@ class CaptionFeatures(_Provider):
                 if text is not None:
                     feats[i, slot] = vectors[text]
                     mask[i, slot] = True
-        return self._finish(feats, mask, report)
+        return self._finish(feats, mask, report, missing)
 
     def _lookup(
         self,
@@ -292,6 +297,7 @@ class ImageFeatures(_Provider):
         samples: Sequence[Sample],
         captions: Sequence[str | None] | None = None,
         images: Sequence[ImageInput | None] | None = None,
+        missing: str | None = None,
     ) -> VisualBatch:
         """``images[i]``, when given and not None, is sample i's post image (a path, bytes or PIL image)."""
         if images is not None and len(images) != len(samples):
@@ -299,7 +305,7 @@ class ImageFeatures(_Provider):
         # With missing=blank (prediction on new posts) a post without an image simply gets blank slots.
         if (
             self.cfg.image_dir is None
-            and self.cfg.missing == "error"
+            and (missing or self.cfg.missing) == "error"
             and (images is None or any(img is None for img in images))
         ):
             raise ValueError(
@@ -354,7 +360,7 @@ class ImageFeatures(_Provider):
             for slot, row in enumerate(rows[:m], start=1):
                 feats[i, slot] = row
                 mask[i, slot] = True
-        return self._finish(feats, mask, report)
+        return self._finish(feats, mask, report, missing)
 
     def _post_image(
         self, sample: Sample, given: ImageInput | None, report: MissingReport

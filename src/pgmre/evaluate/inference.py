@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
-from tqdm.auto import tqdm
+
+from pgmre.progress import progress_bar
 
 
 def move_batch(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
@@ -68,7 +69,7 @@ def predict_dataset(
     ordered = Subset(dataset, order) if order is not None else dataset
     loader = DataLoader(ordered, batch_size=batch_size, shuffle=False, collate_fn=collate)  # type: ignore[arg-type]
     probs, attr, rel, fused = [], [], [], []
-    for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
+    for batch in progress_bar(loader, desc=desc, enabled=progress, leave=False):
         batch = move_batch(batch, device)
         batch.pop("labels", None)
         out = model(batch)

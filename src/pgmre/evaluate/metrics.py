@@ -8,13 +8,13 @@ with a zero denominator is 0. Definitions in ``docs/data.md``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from pgmre.data.parsing import ParseError, parse_json, shown
 from pgmre.data.types import Sample
 from pgmre.labels import NEGATIVE_LABEL, RelationVocab
 
@@ -163,8 +163,8 @@ def read_prediction_labels(path: str | Path, vocab: RelationVocab | None = None)
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
-        except ValueError as err:
+            record = parse_json(line)
+        except ParseError as err:
             raise ScoreError(f"{path}:{lineno}: not a JSON object: {err}") from None
         if not isinstance(record, dict):
             raise ScoreError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
@@ -172,9 +172,11 @@ def read_prediction_labels(path: str | Path, vocab: RelationVocab | None = None)
             raise ScoreError(f"{path}:{lineno}: field 'relation' is missing")
         if not isinstance(record["relation"], str):
             raise ScoreError(
-                f"{path}:{lineno}: field 'relation' must be a string, got {record['relation']!r}"
+                f"{path}:{lineno}: field 'relation' must be a string, got {shown(record['relation'])}"
             )
         if vocab is not None and record["relation"] not in vocab:
-            raise ScoreError(f"{path}:{lineno}: field 'relation': unknown relation {record['relation']!r}")
+            raise ScoreError(
+                f"{path}:{lineno}: field 'relation': unknown relation {shown(record['relation'])}"
+            )
         labels.append(record["relation"])
     return labels

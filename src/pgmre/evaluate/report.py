@@ -12,6 +12,18 @@ from pgmre.data.mnre import load_samples, load_split
 from pgmre.evaluate.inference import Predictions, predict_dataset
 from pgmre.evaluate.metrics import score_samples
 from pgmre.evaluate.plots import plot_confusion, plot_projection, plot_prototype_usage, plot_training_curves
+from pgmre.outputs import atomic_write, check_output_dir, write_text_atomic
+
+#: What ``evaluate_run`` writes into its output directory.
+OUTPUT_FILES = (
+    "report.json",
+    "predictions.jsonl",
+    "report.md",
+    "training_curves.png",
+    "confusion.png",
+    "prototypes.png",
+    "projection.png",
+)
 
 
 @dataclass
@@ -100,9 +112,12 @@ def evaluate_run(
     from pgmre.pipeline import MREPipeline
 
     run_dir = Path(run_dir)
+    out = Path(out_dir) if out_dir else run_dir / f"eval-{Path(data_path).stem}"
+    check_output_dir(out, OUTPUT_FILES, [data_path, train_path])  # before minutes of work, not after
     pipeline = MREPipeline.from_run(run_dir, progress=progress)
     model = pipeline.load_model(run_dir / checkpoint)
     samples = load_split(str(data_path), pipeline.vocab, pipeline.config.data.strict)
+    train_samples = load_samples(train_path, pipeline.vocab, strict=False) if train_path else None
     dataset = pipeline.dataset(samples, split=split)
     preds = predict_dataset(
         model,
@@ -113,20 +128,17 @@ def evaluate_run(
         desc="evaluate",
     )
     predicted = [pipeline.vocab.decode(int(x)) for x in preds.labels]
-    train_samples = load_samples(train_path, pipeline.vocab, strict=False) if train_path else None
     report = score_samples(samples, predicted, pipeline.vocab, train_samples=train_samples)
     report["data"] = str(data_path)
     report["protocol"] = pipeline.config.protocol
     report["protocol_note"] = protocol_statement(pipeline.config)
     report["checkpoint"] = str(run_dir / checkpoint)
 
-    out = Path(out_dir) if out_dir else run_dir / f"eval-{Path(data_path).stem}"
     out.mkdir(parents=True, exist_ok=True)
     files: dict[str, Path] = {}
-    files["report.json"] = out / "report.json"
-    files["report.json"].write_text(json.dumps(report, indent=1))
+    files["report.json"] = write_text_atomic(out / "report.json", json.dumps(report, indent=1))
     files["predictions.jsonl"] = out / "predictions.jsonl"
-    with open(files["predictions.jsonl"], "w") as fh:
+    with atomic_write(files["predictions.jsonl"]) as fh:
         for record in prediction_records(dataset, preds, pipeline.vocab):
             fh.write(json.dumps(record, ensure_ascii=False) + "\n")
 
@@ -150,6 +162,6 @@ def evaluate_run(
     }
     plots = {k: v for k, v in candidates.items() if v is not None}
     files.update({p.name: p for p in plots.values()})
-    files["report.md"] = out / "report.md"
-    files["report.md"].write_text(_markdown(report, str(data_path), run_dir, plots))
+    markdown = _markdown(report, str(data_path), run_dir, plots)
+    files["report.md"] = write_text_atomic(out / "report.md", markdown)
     return EvaluationResult(report=report, out_dir=out, files=files)

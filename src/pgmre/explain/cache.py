@@ -3,23 +3,31 @@ settings), WAL mode, committed in small batches so that a killed run loses nothi
 
 Sentences are stored only as SHA-1 hashes; export/import to JSONL(.gz) carries the same fields, so a
 precomputed artifact can be shared without the posts' text.
+
+A damaged file (a disk error, a copy cut short, bytes overwritten) is found by SQLite's
+``quick_check`` the first time a process opens it, or by the first query SQLite reports as corrupt;
+either raises :class:`CacheCorrupt` naming the file and ``pgmre explain repair``
+(:mod:`pgmre.explain.repair`). Nothing is written into a damaged file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import gzip
 import hashlib
 import io
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Concatenate, ParamSpec, TypeVar, cast
 
+from pgmre.data.parsing import ParseError, parse_json
 from pgmre.explain.types import ExplanationRequest, ExplanationResult
+from pgmre.outputs import atomic_write
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS explanations (
@@ -53,6 +61,52 @@ REQUIRED_FIELDS = ("entity", "sentence_sha1", "explanation", "backend", "model",
 
 class CacheError(ValueError):
     """An unreadable cache or a bad import file (names file, line and field)."""
+
+
+class CacheCorrupt(CacheError):
+    """The SQLite file is damaged; ``path`` is the file. Run ``pgmre explain repair`` on it."""
+
+    def __init__(self, path: str | Path, detail: str) -> None:
+        self.path = Path(path)
+        super().__init__(
+            f"{path}: the explanation cache is damaged ({detail}); run `pgmre explain repair --cache {path} "
+            "[--config CONFIG]` to keep its readable rows in a fresh file (the damaged one is kept as a "
+            "backup) and re-import the config's explain.artifact"
+        )
+
+
+def is_corruption(err: sqlite3.DatabaseError) -> bool:
+    """Whether SQLite says the file itself is damaged (not locked, read-only or full)."""
+    name = getattr(err, "sqlite_errorname", "") or ""
+    text = str(err)
+    return (
+        name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB"))
+        or "malformed" in text
+        or "not a database" in text
+    )
+
+
+# (resolved path, inode) of the files this process has checked: a server opens the cache per batch, and
+# the check reads the whole file, so it runs once per file (a repaired file is a new inode: checked again).
+_CHECKED: set[tuple[str, int]] = set()
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _guarded(
+    method: Callable[Concatenate[ExplanationCache, _P], _R],
+) -> Callable[Concatenate[ExplanationCache, _P], _R]:
+    """SQLite errors of a cache method as :class:`CacheCorrupt` / :class:`CacheError` naming the file."""
+
+    @functools.wraps(method)
+    def wrapper(self: ExplanationCache, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as err:
+            raise self.error(err) from err
+
+    return wrapper
 
 
 @dataclass(frozen=True)
@@ -101,18 +155,46 @@ class CachedExplanation:
 
 
 class ExplanationCache:
-    """One SQLite file; safe to share between processes (WAL, busy timeout)."""
+    """One SQLite file; safe to share between processes (WAL, busy timeout).
+
+    Opening runs SQLite's ``quick_check`` once per process and file; a damaged file raises
+    :class:`CacheCorrupt` (so ``explain run`` never writes into one), as does any later query that
+    SQLite reports as corrupt."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        except sqlite3.DatabaseError as err:
+            raise CacheError(f"{self.path}: cannot open the explanation cache: {err}") from err
+        try:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
+            self._check_once()
             self.db.executescript(SCHEMA)
         except sqlite3.DatabaseError as err:
-            raise CacheError(f"{self.path}: not a usable explanation cache: {err}") from err
+            self.db.close()
+            raise self.error(err) from err
+        except CacheError:
+            self.db.close()
+            raise
+
+    def _check_once(self) -> None:
+        ident = (str(self.path.resolve()), self.path.stat().st_ino)
+        if ident in _CHECKED:
+            return
+        found = [row[0] for row in self.db.execute("PRAGMA quick_check(3)")]
+        if found != ["ok"]:
+            raise CacheCorrupt(self.path, f"integrity check: {'; '.join(map(str, found))}")
+        _CHECKED.add(ident)
+
+    def error(self, err: sqlite3.DatabaseError) -> CacheError:
+        """The cache's exception for a SQLite error: :class:`CacheCorrupt` when the file is damaged."""
+        if is_corruption(err):
+            _CHECKED.discard((str(self.path.resolve()), self.path.stat().st_ino))
+            return CacheCorrupt(self.path, str(err))
+        return CacheError(f"{self.path}: explanation cache: {err}")
 
     def close(self) -> None:
         self.db.close()
@@ -134,6 +216,7 @@ class ExplanationCache:
         self.db.execute("COMMIT")
 
     # -- lookups -----------------------------------------------------------------------------------
+    @_guarded
     def get_many(self, keys: Iterable[str]) -> dict[str, CachedExplanation]:
         found: dict[str, CachedExplanation] = {}
         keys = list(dict.fromkeys(keys))
@@ -148,16 +231,19 @@ class ExplanationCache:
                 found[row[0]] = CachedExplanation(*row)
         return found
 
+    @_guarded
     def failures(self, limit: int | None = None) -> list[dict[str, Any]]:
         query = "SELECT backend, model, template, entity, sentence_sha1, error, attempts FROM failures ORDER BY updated"
         rows = self.db.execute(query + (f" LIMIT {int(limit)}" if limit else ""))
         names = ("backend", "model", "template", "entity", "sentence_sha1", "error", "attempts")
         return [dict(zip(names, row, strict=True)) for row in rows]
 
+    @_guarded
     def count(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM explanations").fetchone()[0])
 
     # -- writes ------------------------------------------------------------------------------------
+    @_guarded
     def record(self, producer: Producer, results: list[ExplanationResult]) -> None:
         """Store one batch of results in one transaction: explanations replace earlier failures,
         failures count their attempts; misses are not stored (the next backend is asked)."""
@@ -181,14 +267,17 @@ class ExplanationCache:
                         (key, *ident, result.error, now),
                     )
 
+    @_guarded
     def get_meta(self, name: str) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
         return None if row is None else str(row[0])
 
+    @_guarded
     def set_meta(self, name: str, value: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
 
     # -- reporting ---------------------------------------------------------------------------------
+    @_guarded
     def stats(self) -> dict[str, Any]:
         groups = self.db.execute(
             "SELECT backend, model, template, COUNT(*), AVG(latency_s), AVG(tokens), AVG(LENGTH(explanation)) "
@@ -219,18 +308,17 @@ class ExplanationCache:
         }
 
     # -- export / import ---------------------------------------------------------------------------
+    @_guarded
     def export_jsonl(self, path: str | Path) -> int:
         """Write every explanation (sorted, gzip without a timestamp when ``path`` ends in .gz, so the
         same cache gives the same bytes); returns the number of rows."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         rows = self.db.execute(
             f"SELECT {', '.join(EXPORT_FIELDS)} FROM explanations "
             "ORDER BY entity, sentence_sha1, backend, model, template, settings, partner"
         )
-        tmp = path.with_name(path.name + ".tmp")
         n = 0
-        with _open_write(tmp, compress=path.suffix == ".gz") as out:
+        with atomic_write(path, binary=True) as raw, _text_writer(raw, compress=path.suffix == ".gz") as out:
             for row in rows:
                 record = dict(zip(EXPORT_FIELDS, row, strict=True))
                 record["settings"] = json.loads(record["settings"])
@@ -238,9 +326,9 @@ class ExplanationCache:
                     del record["partner"]
                 out.write(json.dumps(record, ensure_ascii=False, sort_keys=False) + "\n")
                 n += 1
-        tmp.replace(path)
         return n
 
+    @_guarded
     def import_jsonl(self, path: str | Path) -> tuple[int, int]:
         """Add the rows of an export (validated first: a bad line stops the import and names file, line
         and field; nothing is written then). Existing rows are kept. Returns (read, added)."""
@@ -264,18 +352,18 @@ class ExplanationCache:
 
 
 @contextlib.contextmanager
-def _open_write(path: Path, compress: bool) -> Iterator[IO[str]]:
-    """A text file; gzip with no name and mtime 0 inside so identical content gives identical bytes."""
-    with open(path, "wb") as raw:
-        if not compress:
-            with io.TextIOWrapper(raw, encoding="utf-8") as text:
-                yield text
-            return
-        with (
-            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as packed,
-            io.TextIOWrapper(packed, encoding="utf-8") as text,
-        ):
-            yield text
+def _text_writer(raw: IO[bytes], compress: bool) -> Iterator[IO[str]]:
+    """Text onto ``raw`` (left open); gzip with no name and mtime 0 so identical content gives identical
+    bytes."""
+    if not compress:
+        text = io.TextIOWrapper(raw, encoding="utf-8")
+        yield text
+        text.detach()  # flushed; ``raw`` stays open for its owner
+        return
+    with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as packed:
+        text = io.TextIOWrapper(cast(IO[bytes], packed), encoding="utf-8")
+        yield text
+        text.detach()
 
 
 def _read_export(path: Path) -> Iterator[dict[str, Any]]:
@@ -292,9 +380,9 @@ def _read_export(path: Path) -> Iterator[dict[str, Any]]:
 def _validate_record(path: Path, number: int, line: str) -> dict[str, Any]:
     where = f"{path}:{number}"
     try:
-        record = json.loads(line)
-    except json.JSONDecodeError as err:
-        raise CacheError(f"{where}: not valid JSON: {err.msg}") from None
+        record = parse_json(line)
+    except ParseError as err:
+        raise CacheError(f"{where}: not valid JSON: {err}") from None
     if not isinstance(record, dict):
         raise CacheError(f"{where}: expected a JSON object")
     for field in REQUIRED_FIELDS:

@@ -9,13 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tqdm import tqdm
-
 from pgmre.explain.backends import build_backends
 from pgmre.explain.backends.base import Backend
 from pgmre.explain.cache import ExplanationCache, Producer, request_key
 from pgmre.explain.prompts import get_template
 from pgmre.explain.types import ExplanationRequest, ExplanationResult
+from pgmre.progress import progress_bar
 
 if TYPE_CHECKING:
     from pgmre.config import ExplainConfig
@@ -109,9 +108,9 @@ class Explainer:
         backends do not distort them)."""
         producer = producer_of(backend)
         misses: list[ExplanationRequest] = []
-        with tqdm(
-            total=len(todo), unit="ent", desc=f"explain [{backend.name}]", disable=not progress or not todo,
-            dynamic_ncols=True, mininterval=1.0,
+        with progress_bar(
+            total=len(todo), unit="ent", desc=f"explain [{backend.name}]", enabled=progress and bool(todo),
+            mininterval=1.0,
         ) as bar:  # fmt: skip
             bar.set_postfix(cache_hits=report.cache_hits, failed=len(report.failed))
             for chunk in _chunks(todo, backend.chunk_size):

@@ -16,12 +16,14 @@ from typing import Any, Literal, NamedTuple
 import safetensors.torch
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from torch import Tensor, nn
 from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 
 from pgmre.config import ModelConfig
 from pgmre.model.layers import MLP, CrossAttention, Projection, ResidualCrossAttention, masked_mean
 from pgmre.model.prototypes import EMAVectorQuantizer
+from pgmre.runfiles import RunLoadError, checkpoint_fix, describe
 
 CONFIG_NAME = "pgmre_config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -415,15 +417,36 @@ class PGMRE(nn.Module):
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> PGMRE:
-        """Rebuild from the saved configs (no hub, no original encoder directory) and load all weights."""
+        """Rebuild from the saved configs (no hub, no original encoder directory) and load all weights.
+
+        A missing or damaged ``pgmre_config.json`` / ``model.safetensors`` raises
+        :class:`~pgmre.runfiles.RunLoadError` naming the file (and the run's other checkpoint, if any)."""
         path = Path(directory)
+        fix = checkpoint_fix(path)
+        if not path.is_dir():
+            raise RunLoadError(path, "no such checkpoint directory", fix)
+        config_file, weights = path / CONFIG_NAME, path / WEIGHTS_NAME
+        for needed in (config_file, weights):
+            if not needed.is_file():
+                raise RunLoadError(needed, "missing (not a complete saved PG-MRE model)", fix)
         try:
-            meta = json.loads((path / CONFIG_NAME).read_text())
-        except OSError as err:
-            raise FileNotFoundError(f"{path}: not a saved PG-MRE model ({CONFIG_NAME} missing)") from err
+            model = cls._from_meta(json.loads(config_file.read_text(encoding="utf-8")))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError) as err:
+            raise RunLoadError(config_file, f"damaged model config ({describe(err)})", fix) from err
+        try:
+            safetensors.torch.load_model(model, str(weights), strict=True, device=str(device))
+        except (OSError, SafetensorError, RuntimeError, ValueError) as err:  # truncated, or not this model's
+            raise RunLoadError(
+                weights, f"damaged weights, or weights that do not fit {CONFIG_NAME} ({describe(err)})", fix
+            ) from err
+        return model.to(device).eval()
+
+    @classmethod
+    def _from_meta(cls, meta: dict[str, Any]) -> PGMRE:
+        """An untrained model shaped as ``pgmre_config.json`` says."""
         saved = dict(meta.pop("text_encoder_config"))
         encoder_config = AutoConfig.for_model(saved.pop("model_type"), **saved)
-        model = cls(
+        return cls(
             ModelConfig.model_validate(meta["cfg"]),
             encoder_config,
             num_labels=meta["num_labels"],
@@ -433,5 +456,3 @@ class PGMRE(nn.Module):
             explanation_dim=meta["explanation_dim"],
             use_phrases=meta.get("use_phrases", False),
         )
-        safetensors.torch.load_model(model, str(path / WEIGHTS_NAME), strict=True, device=str(device))
-        return model.to(device).eval()

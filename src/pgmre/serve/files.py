@@ -4,24 +4,26 @@ Two input formats, told apart by the first non-blank line: MNRE records (origina
 is looked up in the run's image directory / caption files, as in ``pgmre evaluate``) or simple JSONL
 objects ``{"text", "head", "tail", "image"?, "caption"?, "explanations"?}`` where ``image`` is a file
 path relative to the input file. A line that cannot be predicted is reported (``file:line: why``) and
-skipped; every other line gets one output record carrying its line number.
+skipped; every other line gets one output record carrying its line number. An MNRE line whose image
+(or caption) is missing follows the run's ``visual.missing``, as in ``pgmre evaluate``: ``error``
+reports and skips the line, ``blank`` predicts it with blank visual slots.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from tqdm.auto import tqdm
-
-from pgmre.data.mnre import DataError, read_samples
-from pgmre.serve.inputs import InputError
+from pgmre.data.mnre import DataError, not_utf8, read_samples, text_lines
+from pgmre.data.parsing import ParseError, parse_json, parse_literal
+from pgmre.encoders.missing import MissingInputError
+from pgmre.outputs import atomic_write, check_output_file
+from pgmre.progress import progress_bar
+from pgmre.serve.inputs import InputError, check_text
 from pgmre.serve.predictor import PostInput, Predictor, PreparedInput
 
 InputFormat = Literal["mnre", "simple"]
@@ -52,40 +54,51 @@ class PredictSummary:
 
 
 def detect_input_format(path: Path) -> InputFormat:
-    """``simple`` when the first non-blank line is a JSON object with ``text``; otherwise ``mnre``."""
+    """``simple`` when the first line holding a record is a JSON object with ``text``; otherwise ``mnre``.
+
+    Lines that hold no record (garbage, a bare number, not UTF-8) decide nothing, so a bad first line
+    cannot turn every good line into an error."""
+    lines = False
+    for _, line in text_lines(path):
+        if isinstance(line, UnicodeDecodeError) or not line.strip():
+            lines = lines or isinstance(line, UnicodeDecodeError)
+            continue
+        lines = True
+        for parse in (parse_json, parse_literal):
+            try:
+                record = parse(line)
+            except ParseError:
+                continue
+            if isinstance(record, dict):  # a JSON object: simple posts or JSONL records; else MNRE's format
+                return "simple" if parse is parse_json and "text" in record else "mnre"
+    if not lines:
+        raise DataError(f"{path}: no input lines")
+    return "mnre"
+
+
+def _simple_line(text: str, path: Path, predictor: Predictor) -> PreparedInput:
+    """One ``{"text", "head", "tail", ...}`` line, validated; :class:`InputError` says what is wrong."""
     try:
-        with path.open(encoding="utf-8-sig") as handle:
-            for line in handle:
-                if line.strip():
-                    try:
-                        first = json.loads(line)
-                    except ValueError:
-                        return "mnre"
-                    return "simple" if isinstance(first, dict) and "text" in first else "mnre"
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
-    except OSError as err:
-        raise DataError(f"{path}: cannot read: {err.strerror or err}") from None
-    raise DataError(f"{path}: no input lines")
+        record = parse_json(text)
+    except ParseError as err:
+        raise InputError(f"not a JSON object: {err}") from None
+    if not isinstance(record, dict):
+        raise InputError(f"expected a JSON object, got {type(record).__name__}")
+    image = record.get("image")
+    if image is not None:
+        if not isinstance(image, str) or not image.strip():
+            raise InputError("image: expected a file path (relative to the input file)")
+        record["image"] = path.parent / check_text(image, "image")
+    return predictor.prepare(PostInput.from_mapping(record))
 
 
 def _simple_lines(path: Path, predictor: Predictor) -> Iterator[Line]:
-    with path.open(encoding="utf-8-sig") as handle:
-        for number, text in enumerate(handle, start=1):
-            if not text.strip():
-                continue
+    for number, text in text_lines(path):
+        if isinstance(text, UnicodeDecodeError):
+            yield Line(number, error=not_utf8(text))
+        elif text.strip():
             try:
-                record = json.loads(text)
-                if not isinstance(record, dict):
-                    raise InputError(f"expected a JSON object, got {type(record).__name__}")
-                image = record.get("image")
-                if image is not None:
-                    if not isinstance(image, str) or not image.strip():
-                        raise InputError("image: expected a file path (relative to the input file)")
-                    record["image"] = path.parent / image
-                yield Line(number, predictor.prepare(PostInput.from_mapping(record)))
-            except json.JSONDecodeError as err:
-                yield Line(number, error=f"not a JSON object: {err}")
+                yield Line(number, _simple_line(text, path, predictor))
             except InputError as err:
                 yield Line(number, error=str(err))
 
@@ -104,8 +117,7 @@ def _mnre_lines(path: Path, predictor: Predictor) -> Iterator[Line]:
 
 
 def _count_lines(path: Path) -> int:
-    with path.open("rb") as handle:
-        return sum(1 for raw in handle if raw.strip())
+    return sum(1 for _, line in text_lines(path) if isinstance(line, UnicodeDecodeError) or line.strip())
 
 
 def predict_file(
@@ -117,16 +129,20 @@ def predict_file(
     progress: bool = True,
     on_error: Callable[[str], None] | None = None,
 ) -> PredictSummary:
-    """Predict every line of ``input_path`` into ``output_path`` (written atomically)."""
+    """Predict every line of ``input_path`` into ``output_path`` (written atomically).
+
+    ``output_path`` is checked first (:class:`~pgmre.outputs.OutputPathError` when it is a directory or
+    the input). A line that cannot be predicted (invalid, no explanation, a missing image under
+    ``visual.missing=error``) is reported through ``on_error`` and skipped; the others are all written.
+    """
     from pgmre.explain import ExplanationsMissing
 
-    source, target = Path(input_path), Path(output_path)
+    source = Path(input_path)
+    target = check_output_file(output_path, [source])
     fmt = detect_input_format(source)
     summary = PredictSummary(str(source), str(target), fmt)
     started = time.perf_counter()
     lines = _simple_lines(source, predictor) if fmt == "simple" else _mnre_lines(source, predictor)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
 
     def skip(line: Line, why: str) -> None:
         message = f"{source}:{line.number}: {why}"
@@ -140,40 +156,40 @@ def predict_file(
             preds = predictor.predict_prepared(
                 [ln.prepared for ln in batch if ln.prepared], top_k, batch_size, [ln.extra for ln in batch]
             )
-        except ExplanationsMissing:
+        except (ExplanationsMissing, MissingInputError) as err:
             if len(batch) == 1:
-                skip(batch[0], "no entity explanation from the run's backends (add 'explanations')")
+                why = (
+                    "no entity explanation from the run's backends (add 'explanations')"
+                    if isinstance(err, ExplanationsMissing)
+                    else " ".join(str(err).split())  # the missing image/caption and visual.missing
+                )
+                skip(batch[0], why)
                 return
-            for line in batch:  # find the line(s) without explanations; predict the others
+            for line in batch:  # find the line(s) that cannot be predicted; predict the others
                 flush([line], out)
             return
         for line, pred in zip(batch, preds, strict=True):
             out.write(json.dumps({"line": line.number, **pred.to_dict()}, ensure_ascii=False) + "\n")
             summary.predicted += 1
 
-    try:
-        with (
-            os.fdopen(fd, "w", encoding="utf-8") as out,
-            tqdm(total=_count_lines(source), desc="predict", unit="line", disable=not progress) as bar,
-        ):
-            batch: list[Line] = []
-            for line in lines:
-                if line.prepared is None:
-                    skip(line, line.error or "invalid")
-                else:
-                    batch.append(line)
-                if len(batch) >= batch_size:
-                    flush(batch, out)
-                    bar.update(len(batch))
-                    batch = []
-                if line.prepared is None:
-                    bar.update(1)
-            if batch:
+    with (
+        atomic_write(target) as out,
+        progress_bar(total=_count_lines(source), desc="predict", unit="line", enabled=progress) as bar,
+    ):
+        batch: list[Line] = []
+        for line in lines:
+            if line.prepared is None:
+                skip(line, line.error or "invalid")
+            else:
+                batch.append(line)
+            if len(batch) >= batch_size:
                 flush(batch, out)
                 bar.update(len(batch))
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+                batch = []
+            if line.prepared is None:
+                bar.update(1)
+        if batch:
+            flush(batch, out)
+            bar.update(len(batch))
     summary.seconds = round(time.perf_counter() - started, 3)
     return summary

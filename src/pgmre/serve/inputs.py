@@ -17,7 +17,8 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from pgmre.data.types import Entity
+from pgmre.data.parsing import shown, text_problem
+from pgmre.data.types import Entity, entity_pair_problem
 from pgmre.encoders.images import ImageInput, image_bytes
 
 # URLs whole; words keep inner hyphens, dots, ampersands and apostrophes (but a possessive 's is split
@@ -41,6 +42,18 @@ class ImageTooLarge(InputError):
     """An image over a configured size limit (bytes or pixels)."""
 
 
+def check_text(value: str, what: str) -> str:
+    """``value`` unchanged when it is valid Unicode text (no lone surrogate); else :class:`InputError`."""
+    problem = text_problem(value)
+    if problem is not None:
+        raise InputError(f"{what}: {problem}")
+    return value
+
+
+def _span(start: int, end: int) -> str:
+    return f"[{shown(start)}, {shown(end)})"
+
+
 @dataclass(frozen=True)
 class Tokens:
     """The tokens of a post and each token's ``(start, end)`` character offsets in ``text``."""
@@ -56,6 +69,7 @@ def tokenize(text: str | Sequence[str]) -> Tokens:
     For a token list, character offsets refer to the tokens joined by single spaces.
     """
     if isinstance(text, str):
+        check_text(text, "text")
         matches = list(_TOKEN.finditer(text))
         if not matches:
             raise InputError("text: no tokens (the text is empty or only whitespace)")
@@ -66,7 +80,9 @@ def tokenize(text: str | Sequence[str]) -> Tokens:
         raise InputError("text: the token list is empty")
     bad = [i for i, t in enumerate(text) if not t.strip() or _SPACE.search(t)]
     if bad:
-        raise InputError(f"text: token {bad[0]} ({text[bad[0]]!r}) is empty or contains whitespace")
+        raise InputError(f"text: token {bad[0]} ({shown(text[bad[0]])}) is empty or contains whitespace")
+    for i, token in enumerate(text):
+        check_text(token, f"text: token {i}")
     offsets: list[tuple[int, int]] = []
     position = 0
     for token in text:
@@ -89,11 +105,13 @@ def _by_name(name: str, post: Tokens, role: str) -> tuple[int, int]:
         raise InputError(f"{role}: the entity name is empty")
     starts = _find(needle, post.tokens, fold=False) or _find(needle, post.tokens, fold=True)
     if not starts:
-        raise InputError(f"{role}: {name!r} does not occur in the text")
+        raise InputError(f"{role}: {shown(name)} does not occur in the text")
     if len(starts) > 1:
-        where = ", ".join(f"[{s}, {s + len(needle)})" for s in starts)
+        where = ", ".join(f"[{s}, {s + len(needle)})" for s in starts[:5]) + (
+            ", ..." if len(starts) > 5 else ""
+        )
         raise InputError(
-            f"{role}: {name!r} occurs {len(starts)} times (token spans {where}); "
+            f"{role}: {shown(name)} occurs {len(starts)} times (token spans {where}); "
             "give its span instead, e.g. {'name': ..., 'pos': [start, end]}"
         )
     return starts[0], starts[0] + len(needle)
@@ -107,16 +125,16 @@ def _int_pair(value: Any, what: str) -> tuple[int, int]:
         and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
     ):
         return int(value[0]), int(value[1])
-    raise InputError(f"{what}: expected [start, end] integers, got {value!r}")
+    raise InputError(f"{what}: expected [start, end] integers, got {shown(value)}")
 
 
 def _by_chars(chars: tuple[int, int], post: Tokens, role: str) -> tuple[int, int]:
     lo, hi = chars
     if not 0 <= lo < hi <= len(post.text):
-        raise InputError(f"{role}.chars: [{lo}, {hi}) is empty or outside the {len(post.text)} characters")
+        raise InputError(f"{role}.chars: {_span(lo, hi)} is empty or outside the {len(post.text)} characters")
     touched = [i for i, (s, e) in enumerate(post.offsets) if s < hi and e > lo]
     if not touched:
-        raise InputError(f"{role}.chars: [{lo}, {hi}) covers no token (only spaces?)")
+        raise InputError(f"{role}.chars: {_span(lo, hi)} covers no token (only spaces?)")
     return touched[0], touched[-1] + 1
 
 
@@ -125,14 +143,16 @@ def resolve_entity(spec: EntitySpec, post: Tokens, role: str) -> Entity:
     n = len(post.tokens)
     name: str | None = None
     if isinstance(spec, str):
-        start, end = _by_name(spec, post, role)
+        start, end = _by_name(check_text(spec, role), post, role)
     elif isinstance(spec, Mapping):
-        unknown = sorted(set(spec) - {"name", "pos", "chars"})
+        unknown = sorted(shown(k) for k in spec if k not in ("name", "pos", "chars"))
         if unknown:
-            raise InputError(f"{role}: unknown keys {unknown}; use name, pos or chars")
+            raise InputError(f"{role}: unknown keys {', '.join(unknown)}; use name, pos or chars")
         name = spec.get("name")
         if name is not None and not isinstance(name, str):
             raise InputError(f"{role}.name: expected a string, got {type(name).__name__}")
+        if name is not None:
+            check_text(name, f"{role}.name")
         if "pos" in spec and "chars" in spec:
             raise InputError(f"{role}: give pos (token span) or chars (character span), not both")
         if "pos" in spec:
@@ -142,8 +162,8 @@ def resolve_entity(spec: EntitySpec, post: Tokens, role: str) -> Entity:
             start, end = _by_chars(chars, post, role)
             if name is not None and _SPACE.sub("", name) != _SPACE.sub("", post.text[chars[0] : chars[1]]):
                 raise InputError(
-                    f"{role}: name {name!r} is not the text at characters {list(chars)} "
-                    f"({post.text[chars[0] : chars[1]]!r})"
+                    f"{role}: name {shown(name)} is not the text at characters {list(chars)} "
+                    f"({shown(post.text[chars[0] : chars[1]])})"
                 )
             name = None  # checked against the selection; the entity is the tokens it touches
         elif name is not None:
@@ -154,13 +174,29 @@ def resolve_entity(spec: EntitySpec, post: Tokens, role: str) -> Entity:
     elif isinstance(spec, Sequence):
         start, end = _int_pair(spec, role)
     else:
-        raise InputError(f"{role}: expected a name, a [start, end] token span or a dict, got {spec!r}")
+        raise InputError(f"{role}: expected a name, a [start, end] token span or a dict, got {shown(spec)}")
     if not 0 <= start < end <= n:
-        raise InputError(f"{role}: token span [{start}, {end}) is empty or outside the {n} tokens")
+        raise InputError(f"{role}: token span {_span(start, end)} is empty or outside the {n} tokens")
     span_text = " ".join(post.tokens[start:end])
     if name is not None and _SPACE.sub("", name) != _SPACE.sub("", span_text):
-        raise InputError(f"{role}: name {name!r} is not the text of tokens [{start}, {end}) ({span_text!r})")
+        raise InputError(
+            f"{role}: name {shown(name)} is not the text of tokens [{start}, {end}) ({shown(span_text)})"
+        )
     return Entity(span_text, start, end)
+
+
+def check_entity_pair(head: Entity, tail: Entity) -> None:
+    """The pair rule of :func:`~pgmre.data.types.entity_pair_problem` (the same for MNRE records)."""
+    problem = entity_pair_problem(head, tail)
+    if problem is not None:
+        raise InputError(problem)
+
+
+def caption_text(value: Any) -> str:
+    """A caption given with a post: non-empty, valid Unicode text."""
+    if not isinstance(value, str) or not value.strip():
+        raise InputError("caption: expected non-empty text")
+    return check_text(value, "caption")
 
 
 def explanation_pair(value: Any) -> tuple[str, str] | None:
@@ -169,7 +205,8 @@ def explanation_pair(value: Any) -> tuple[str, str] | None:
         return None
     if isinstance(value, Mapping):
         if set(value) != {"head", "tail"}:
-            raise InputError(f"explanations: expected keys head and tail, got {sorted(value)}")
+            keys = ", ".join(sorted(map(shown, value)))
+            raise InputError(f"explanations: expected keys head and tail, got {keys}")
         pair = (value["head"], value["tail"])
     elif isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2:
         pair = (value[0], value[1])
@@ -177,7 +214,7 @@ def explanation_pair(value: Any) -> tuple[str, str] | None:
         raise InputError("explanations: expected {'head': text, 'tail': text} or [head text, tail text]")
     if not all(isinstance(t, str) and t.strip() for t in pair):
         raise InputError("explanations: both the head and the tail explanation must be non-empty text")
-    return str(pair[0]), str(pair[1])
+    return check_text(pair[0], "explanations.head"), check_text(pair[1], "explanations.tail")
 
 
 def read_image(value: ImageInput, max_bytes: int | None = None, max_pixels: int | None = None) -> bytes:
@@ -185,11 +222,13 @@ def read_image(value: ImageInput, max_bytes: int | None = None, max_pixels: int 
 
     The pixel count is read from the header before decoding, so a decompression bomb is refused cheaply.
     """
-    label = f"image {value}" if isinstance(value, str | Path) else "image"
+    label = f"image {shown(str(value))}" if isinstance(value, str | Path) else "image"
     try:
         data = image_bytes(value)
     except OSError as err:
         raise InputError(f"{label}: cannot read: {err.strerror or err}") from None
+    except ValueError as err:  # a path with a NUL byte or a lone surrogate
+        raise InputError(f"{label}: not a usable file path ({err})") from None
     if max_bytes is not None and len(data) > max_bytes:
         raise ImageTooLarge(f"{label}: {len(data)} bytes, over the limit of {max_bytes}")
     try:

@@ -3,8 +3,9 @@
 Everything between an input and the model goes through :class:`~pgmre.pipeline.MREPipeline` (the path
 training and evaluation use), and records are built by
 :func:`~pgmre.evaluate.report.prediction_records`, so a prediction here equals ``pgmre evaluate``'s on
-the same sample. A post without an image or caption gets blank visual slots; ``visual_slots`` says how
-many the model saw.
+the same sample. A new post without an image or caption gets blank visual slots; a record that names
+an ``img_id`` (an MNRE line in ``pgmre predict``) follows the run's ``visual.missing`` exactly as
+``pgmre evaluate`` does. ``visual_slots`` says how many visual inputs the model saw.
 """
 
 from __future__ import annotations
@@ -18,13 +19,23 @@ from typing import Any
 
 import torch
 
+from pgmre.data.parsing import shown
 from pgmre.data.types import Entity, Sample
 from pgmre.encoders.frozen_text import pick_device
 from pgmre.encoders.images import ImageInput
 from pgmre.evaluate.inference import predict_dataset
 from pgmre.evaluate.report import prediction_records
 from pgmre.pipeline import MREPipeline
-from pgmre.serve.inputs import EntitySpec, InputError, explanation_pair, read_image, resolve_entity, tokenize
+from pgmre.serve.inputs import (
+    EntitySpec,
+    InputError,
+    caption_text,
+    check_entity_pair,
+    explanation_pair,
+    read_image,
+    resolve_entity,
+    tokenize,
+)
 
 INPUT_KEYS = frozenset({"text", "head", "tail", "image", "caption", "explanations"})
 
@@ -43,9 +54,9 @@ class PostInput:
     @classmethod
     def from_mapping(cls, record: Mapping[str, Any]) -> PostInput:
         """From a JSON-like dict; unknown keys and missing ``text``/``head``/``tail`` are errors."""
-        unknown = sorted(set(record) - INPUT_KEYS)
+        unknown = sorted(shown(k) for k in record if k not in INPUT_KEYS)
         if unknown:
-            raise InputError(f"unknown fields {unknown}; known: {sorted(INPUT_KEYS)}")
+            raise InputError(f"unknown fields {', '.join(unknown)}; known: {', '.join(sorted(INPUT_KEYS))}")
         missing = [k for k in ("text", "head", "tail") if record.get(k) is None]
         if missing:
             raise InputError(f"missing field(s): {', '.join(missing)}")
@@ -135,16 +146,19 @@ class Predictor:
         device: str | torch.device | None = None,
         generate_explanations: bool = True,
     ) -> Predictor:
-        """Load ``run_dir/checkpoint``; missing visual inputs of new posts become blank slots.
+        """Load ``run_dir/checkpoint``; a missing or damaged run file raises
+        :class:`~pgmre.runfiles.RunLoadError` naming it, a damaged explanation cache
+        :class:`~pgmre.explain.CacheError` (checked here, so that a server does not start on one).
 
         ``generate_explanations=False``: never run the explanation backends (see the class)."""
         run_dir = Path(run_dir)
-        pipeline = MREPipeline.from_run(run_dir, overrides=["visual.missing=blank"])
-        if not (run_dir / checkpoint).is_dir():
-            raise FileNotFoundError(
-                f"{run_dir}: no checkpoint {checkpoint!r} (expected {run_dir / checkpoint}/)"
-            )
+        pipeline = MREPipeline.from_run(run_dir)
         model = pipeline.load_model(run_dir / checkpoint).to(pick_device(device))
+        cache = Path(pipeline.config.explain.cache)
+        if pipeline.uses_explanations and cache.is_file():
+            from pgmre.explain import ExplanationCache
+
+            ExplanationCache(cache).close()  # the integrity check
         return cls(
             pipeline, model, name=f"{run_dir.name}/{checkpoint}", generate_explanations=generate_explanations
         )
@@ -176,8 +190,7 @@ class Predictor:
         tokens = tokenize(post.text)
         head = resolve_entity(post.head, tokens, "head")
         tail = resolve_entity(post.tail, tokens, "tail")
-        if (head.start, head.end) == (tail.start, tail.end):
-            raise InputError(f"head and tail are the same tokens [{head.start}, {head.end}) ({head.name!r})")
+        check_entity_pair(head, tail)
         image = caption = None
         if post.image is not None:
             if self.visual_source != "image":
@@ -188,9 +201,7 @@ class Predictor:
                 raise InputError(
                     f"caption: this run does not use captions (visual source: {self.visual_source})"
                 )
-            if not isinstance(post.caption, str) or not post.caption.strip():
-                raise InputError("caption: expected non-empty text")
-            caption = post.caption
+            caption = caption_text(post.caption)
         explanations = explanation_pair(post.explanations)
         if explanations is not None and not self.uses_explanations:
             raise InputError("explanations: this run was trained without entity explanations")
@@ -234,11 +245,17 @@ class Predictor:
         batch_size: int | None = None,
         extras: Sequence[dict[str, Any]] | None = None,
     ) -> list[Prediction]:
-        """Predict validated inputs (``extras[i]`` is merged into prediction i's ``to_dict``)."""
+        """Predict validated inputs (``extras[i]`` is merged into prediction i's ``to_dict``).
+
+        A record with an ``img_id`` whose visual input is missing raises
+        :class:`~pgmre.encoders.missing.MissingInputError` under the run's ``visual.missing=error``."""
         if top_k < 1:
             raise InputError(f"top_k must be at least 1, got {top_k}")
         if not prepared:
             return []
+        policies = {_missing_policy(p) for p in prepared}
+        if len(policies) > 1:  # new posts and records in one call: each kind with its own policy
+            return self._predict_by_policy(prepared, top_k, batch_size, extras)
         pipeline = self.pipeline
         samples = [p.sample for p in prepared]
         source = self.visual_source
@@ -250,6 +267,7 @@ class Predictor:
                 images=[p.image for p in prepared] if source == "image" else None,
                 # a new post has no grounding phrase (published-protocol models: docs/leakage.md)
                 phrases=[""] * len(samples) if pipeline.uses_phrases else None,
+                missing=policies.pop(),
             )
             preds = predict_dataset(
                 self.model,
@@ -278,6 +296,26 @@ class Predictor:
             for i, (rec, sample) in enumerate(zip(records, samples, strict=True))
         ]
 
+    def _predict_by_policy(
+        self,
+        prepared: Sequence[PreparedInput],
+        top_k: int,
+        batch_size: int | None,
+        extras: Sequence[dict[str, Any]] | None,
+    ) -> list[Prediction]:
+        """``predict_prepared`` per missing-input policy, results back in input order."""
+        results: dict[int, Prediction] = {}
+        for policy in {_missing_policy(p) for p in prepared}:
+            index = [i for i, p in enumerate(prepared) if _missing_policy(p) == policy]
+            group = self.predict_prepared(
+                [prepared[i] for i in index],
+                top_k,
+                batch_size,
+                [extras[i] for i in index] if extras is not None else None,
+            )
+            results.update(zip(index, group, strict=True))
+        return [results[i] for i in range(len(prepared))]
+
     def _explanations(self, prepared: Sequence[PreparedInput]) -> list[tuple[str, str]]:
         """Given explanations where passed; the rest from the run's cache and backend chain."""
         pairs: list[tuple[str, str] | None] = [p.explanations for p in prepared]
@@ -305,6 +343,11 @@ class Predictor:
             for i, pair in zip(todo, found, strict=True):
                 pairs[i] = pair
         return [pair for pair in pairs if pair is not None]
+
+
+def _missing_policy(prepared: PreparedInput) -> str | None:
+    """``blank`` for a new post (no ``img_id``); None (the run's ``visual.missing``) for a record."""
+    return "blank" if prepared.sample.img_id is None else None
 
 
 @functools.lru_cache(maxsize=4)

@@ -23,11 +23,11 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from torch.utils.data import DataLoader, Dataset, Subset
-from tqdm.auto import tqdm
 
 from pgmre.config import Config, dump_config
 from pgmre.evaluate.inference import move_batch, predict_dataset
 from pgmre.evaluate.metrics import score
+from pgmre.progress import progress_bar
 from pgmre.train.checkpoint import (
     Progress,
     atomic_directory,
@@ -253,13 +253,12 @@ class Trainer:
             model.train()
             started = time.perf_counter()
             running, seen = 0.0, 0
-            bar = tqdm(
+            bar = progress_bar(
                 loader,
                 total=n_batches,
                 initial=progress.batch_in_epoch,
                 desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
-                disable=not self.is_main,
-                dynamic_ncols=True,
+                enabled=self.is_main,
             )
             for batch in bar:
                 batch_idx = progress.batch_in_epoch
