@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from pgmre.encoders.feature_cache import FeatureCache, FrozenTextFeatures, content_key, weights_fingerprint
+from pgmre.encoders.feature_cache import (
+    FeatureCache,
+    FrozenTextFeatures,
+    MemoryLRU,
+    content_key,
+    weights_fingerprint,
+)
 
 from tiny import make_tiny_bert
 
@@ -82,6 +88,41 @@ def test_many_small_shards_are_merged_on_open(tmp_path: Path) -> None:
     merged, old = reopened.get("k7"), cache.get("k7")  # the old instance still reads its mapped shards
     assert merged is not None and torch.equal(merged["feats"], torch.full((3,), 2.0))
     assert old is not None and torch.equal(old["feats"], merged["feats"])
+
+
+def test_memory_lru_drops_the_least_recently_used_within_its_bytes() -> None:
+    memory = MemoryLRU(max_bytes=3 * 12)  # three entries of 3 float32
+    for key in "abc":
+        memory.put("cache", key, entry(1.0))
+    assert memory.get("cache", "a") is not None  # now the most recently used
+    memory.put("cache", "d", entry(2.0))
+    assert memory.get("cache", "b") is None and memory.get("cache", "a") is not None
+    assert (len(memory), memory.nbytes, memory.evictions) == (3, 36, 1)
+    memory.put("other", "a", entry(3.0))  # caches sharing the budget do not see each other's keys
+    assert memory.get("other", "a")["feats"].tolist() == [3.0] * 3
+    memory.put("cache", "huge", entry(0.0, n=100))  # larger than the budget: not kept, nothing evicted
+    assert memory.get("cache", "huge") is None and len(memory) == 3
+    batch = torch.zeros(64, 3)
+    memory.put("cache", "row", {"feats": batch[0]})  # a copy: the row does not pin its 64-row batch
+    assert memory.get("cache", "row")["feats"].untyped_storage().nbytes() == 12
+    assert memory.stats()["entries"] == 3 and memory.stats()["max_mb"] == round(36 / 2**20, 3)
+
+
+def test_a_cache_with_memory_reads_disk_and_never_writes_it(tmp_path: Path) -> None:
+    FeatureCache(tmp_path, {"kind": "t"}).compute(["on-disk"], Counting())
+    shards = sorted(tmp_path.rglob("shard-*"))
+    cache = FeatureCache(tmp_path, {"kind": "t"})
+    cache.memory = MemoryLRU(max_bytes=2 * 12)
+    counting = Counting()
+    for round_ in range(2):
+        for key in ["on-disk", "x", "yy", "zzz"]:
+            out = cache.compute([key], counting)
+            assert out[key]["feats"].tolist() == [float(len(key))] * 3, round_
+    assert sorted(tmp_path.rglob("shard-*")) == shards  # nothing written
+    # room for two: cycling through three new keys evicts each one before it comes round again
+    assert counting.seen == ["x", "yy", "zzz", "x", "yy", "zzz"]
+    assert cache.memory.nbytes <= 24 and cache.memory.evictions == 4
+    assert cache.get("on-disk") is not None and cache.get("zzz") is not None and cache.get("x") is None
 
 
 def test_wrong_number_of_outputs_is_an_error(tmp_path: Path) -> None:

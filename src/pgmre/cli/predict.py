@@ -105,6 +105,22 @@ def serve(
             "whose entities are not cached gets 422 and must send its own 'explanations'",
         ),
     ] = True,
+    feature_cache_mb: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="memory for the features of new images, captions and explanations (least recently used "
+            "dropped first); the run's feature cache on disk is only read",
+        ),
+    ] = 256.0,
+    allow_origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-origin",
+            help="a web origin (e.g. https://mre.example.org, behind a proxy) whose pages may post to the "
+            "server besides its own; repeatable",
+        ),
+    ] = None,
 ) -> None:
     """Serve the model over HTTP: POST /predict, GET /health, GET /labels, and a web page at /."""
     import uvicorn
@@ -122,7 +138,14 @@ def serve(
     except ValidationError as err:
         fail(str(err))
     predictor = _load(run, checkpoint, device, generate_explanations)
-    app = create_app(predictor, limits, max_batch=max_batch, max_wait_ms=batch_wait_ms)
+    app = create_app(
+        predictor,
+        limits,
+        max_batch=max_batch,
+        max_wait_ms=batch_wait_ms,
+        feature_cache_mb=feature_cache_mb,
+        allowed_origins=allow_origin or (),
+    )
     uvicorn.run(app, host=host, port=port, log_level="info")
 
 

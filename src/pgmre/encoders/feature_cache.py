@@ -14,8 +14,10 @@ import hashlib
 import json
 import logging
 import os
+import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -102,11 +104,72 @@ def _atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _entry_bytes(entry: Mapping[str, torch.Tensor]) -> int:
+    return sum(t.numel() * t.element_size() for t in entry.values())
+
+
+class MemoryLRU:
+    """Feature entries held in memory, at most ``max_bytes`` in all; the least recently used go first.
+
+    For a long-running service, where every uploaded image is new: on disk each request would add a
+    shard and an open memory map, without bound. Several caches may share one budget (entries are keyed
+    by cache id and content key). Thread-safe.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        if max_bytes < 0:
+            raise ValueError(f"max_bytes must be at least 0, got {max_bytes}")
+        self.max_bytes = max_bytes
+        self.nbytes = 0
+        self.evictions = 0
+        self._entries: OrderedDict[tuple[str, str], tuple[Entry, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, cache_id: str, key: str) -> Entry | None:
+        with self._lock:
+            found = self._entries.get((cache_id, key))
+            if found is None:
+                return None
+            self._entries.move_to_end((cache_id, key))
+            return found[0]
+
+    def put(self, cache_id: str, key: str, entry: Mapping[str, torch.Tensor]) -> None:
+        """Store a copy (a row of a batch tensor would keep the whole batch alive); an entry larger than
+        the whole budget is not kept."""
+        own = {name: value.detach().cpu().clone() for name, value in entry.items()}
+        size = _entry_bytes(own)
+        with self._lock:
+            old = self._entries.pop((cache_id, key), None)
+            if old is not None:
+                self.nbytes -= old[1]
+            if size > self.max_bytes:
+                return
+            self._entries[(cache_id, key)] = (own, size)
+            self.nbytes += size
+            while self.nbytes > self.max_bytes:
+                _, (_, dropped) = self._entries.popitem(last=False)
+                self.nbytes -= dropped
+                self.evictions += 1
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "max_mb": round(self.max_bytes / 2**20, 3),
+                "mb": round(self.nbytes / 2**20, 3),
+                "entries": len(self._entries),
+                "evictions": self.evictions,
+            }
+
+
 class FeatureCache:
     """A directory of safetensors shards holding the entries of one feature spec.
 
     ``hits``/``misses`` count look-ups by ``compute``; several processes may share a cache (each
-    writes its own shards; ``refresh`` picks up shards written by others).
+    writes its own shards; ``refresh`` picks up shards written by others). With ``memory`` set (a
+    service), new entries go to that bounded in-memory LRU instead of disk: the shards are only read.
     """
 
     def __init__(self, root: str | Path, spec: Mapping[str, Any], shard_entries: int = 2048) -> None:
@@ -118,6 +181,7 @@ class FeatureCache:
         if not spec_file.exists():
             _atomic_write_text(spec_file, json.dumps(self.spec, indent=2, sort_keys=True, default=str) + "\n")
         self.shard_entries = shard_entries
+        self.memory: MemoryLRU | None = None
         self.hits = 0
         self.misses = 0
         self._index: dict[str, tuple[Path, tuple[str, ...]]] = {}
@@ -200,6 +264,10 @@ class FeatureCache:
                 self._index[key] = (shard, tuple(names))
 
     def get(self, key: str) -> Entry | None:
+        if self.memory is not None:
+            entry = self.memory.get(self.id, key)
+            if entry is not None:
+                return entry
         found = self._index.get(key)
         if found is None:
             return None
@@ -208,8 +276,12 @@ class FeatureCache:
         return {name: handle.get_tensor(f"{key}/{name}") for name in names}
 
     def put_many(self, entries: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
-        """Write ``entries`` as one new shard, atomically."""
+        """Write ``entries`` as one new shard, atomically (or into ``memory`` when set)."""
         if not entries:
+            return
+        if self.memory is not None:
+            for key, fields in entries.items():
+                self.memory.put(self.id, key, fields)
             return
         tensors = {
             f"{key}/{name}": value.detach().cpu().contiguous()
@@ -232,13 +304,18 @@ class FeatureCache:
         ``fn`` receives a batch of missing keys and returns one entry per key, in order.
         """
         unique = list(dict.fromkeys(keys))
-        missing = [k for k in unique if k not in self._index]
+        result: dict[str, Entry] = {}
+        if self.memory is not None:  # taken now: storing the misses may evict them
+            for key in unique:
+                entry = self.memory.get(self.id, key)
+                if entry is not None:
+                    result[key] = entry
+        missing = [k for k in unique if k not in result and k not in self._index]
         if missing:
             self.refresh()
-            missing = [k for k in unique if k not in self._index]
+            missing = [k for k in missing if k not in self._index]
         self.hits += len(unique) - len(missing)
         self.misses += len(missing)
-        result: dict[str, Entry] = {}
         pending: dict[str, Entry] = {}
         enabled = progress and bool(missing)
         with progress_bar(total=len(missing), desc=desc, enabled=enabled, unit="item") as bar:

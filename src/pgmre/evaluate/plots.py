@@ -13,8 +13,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 
-def _short(label: str) -> str:
-    return label.rsplit("/", 1)[-1]
+def relation_tick_label(label: str) -> str:
+    """``/per/per/alternate_names`` -> ``per/per/alternate_names``: the type pair stays, as the last
+    segment alone is ambiguous (``alternate_names`` is both a per/per and an org/org relation)."""
+    return label.strip("/") or label
 
 
 def plot_training_curves(metrics_jsonl: Path, out: Path) -> Path | None:
@@ -49,8 +51,8 @@ def plot_confusion(matrix: Sequence[Sequence[int]], labels: Sequence[str], out: 
     n = len(labels)
     fig, ax = plt.subplots(figsize=(max(6, 0.45 * n), max(5, 0.4 * n)))
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(n), [_short(x) for x in labels], rotation=90, fontsize=7)
-    ax.set_yticks(range(n), [_short(x) for x in labels], fontsize=7)
+    ax.set_xticks(range(n), [relation_tick_label(x) for x in labels], rotation=90, fontsize=7)
+    ax.set_yticks(range(n), [relation_tick_label(x) for x in labels], fontsize=7)
     ax.set_xlabel("predicted")
     ax.set_ylabel("gold")
     for i in range(n):
@@ -111,7 +113,7 @@ def plot_projection(features: np.ndarray, labels: Sequence[str], out: Path, seed
     fig, ax = plt.subplots(figsize=(7, 5.5))
     for i, name in enumerate(names):
         mask = np.array([x == name for x in labels])
-        ax.scatter(xy[mask, 0], xy[mask, 1], s=6, alpha=0.7, color=cmap(i), label=_short(name))
+        ax.scatter(xy[mask, 0], xy[mask, 1], s=6, alpha=0.7, color=cmap(i), label=relation_tick_label(name))
     ax.legend(fontsize=6, markerscale=2, loc="center left", bbox_to_anchor=(1, 0.5))
     ax.set_title("Fused features (PCA), coloured by gold relation")
     fig.tight_layout()

@@ -2,7 +2,8 @@
 
 Security rules (see ``docs/serving.md``): the server never reads a file path taken from a request (an
 image arrives as an uploaded file or a ``data:`` URL, any other string is refused); bodies, images
-(bytes and pixels) and texts have limits; every invalid input gets a 4xx with a JSON ``error``.
+(bytes and pixels) and texts have limits; a browser request from another site is refused; every invalid
+input gets a 4xx with a JSON ``error``, and nothing a client sends gets a 5xx.
 Requests are validated in the threadpool; the model runs on one shared
 :class:`~pgmre.serve.predictor.Predictor` behind a :class:`~pgmre.serve.batching.MicroBatcher`, which
 predicts concurrent requests together.
@@ -13,24 +14,30 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import json
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
+from starlette.datastructures import Headers, UploadFile
+from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pgmre.data.parsing import ParseError, parse_json, shown
+from pgmre.encoders.feature_cache import MemoryLRU
 from pgmre.explain import ExplanationsMissing
+from pgmre.explain.cache import CacheCorrupt, CacheError
 from pgmre.serve.batching import MicroBatcher
+from pgmre.serve.health import ExplanationCacheHealth
 from pgmre.serve.inputs import ImageTooLarge, InputError
 from pgmre.serve.predictor import PostInput, Predictor, PreparedInput
 
@@ -45,6 +52,8 @@ PAGE_HEADERS = {
     "Referrer-Policy": "no-referrer",
 }
 FORM_FIELDS = ("text", "head", "tail", "caption", "explanations", "top_k")
+DEFAULT_FEATURE_CACHE_MB = 256.0
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class ServeLimits(BaseModel):
@@ -100,6 +109,47 @@ class BodyLimit:
         await self.app(scope, counted, send)
 
 
+class SameOriginOnly:
+    """ASGI middleware: refuse requests that change state (POST...) sent by a web page of another origin.
+
+    Without it any page a user visits could post a form to the local server and make it run the model and
+    store entity names in the explanation cache. A browser says where a request comes from (``Origin``,
+    ``Sec-Fetch-Site``); the server's own page is same-origin. Clients that are not browsers (curl, httpx)
+    send neither and are served. ``allowed_origins`` (e.g. ``https://mre.example.org`` behind a proxy)
+    are accepted as well.
+    """
+
+    def __init__(self, app: ASGIApp, allowed_origins: Collection[str] = ()) -> None:
+        self.app = app
+        self.allowed_origins = frozenset(o.rstrip("/").lower() for o in allowed_origins)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] not in SAFE_METHODS:
+            refusal = self.refusal(Headers(scope=scope))
+            if refusal is not None:
+                await _error(403, refusal)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    def refusal(self, headers: Headers) -> str | None:
+        origin = headers.get("origin")
+        if origin is not None and origin.rstrip("/").lower() in self.allowed_origins:
+            return None
+        site = headers.get("sec-fetch-site")
+        if site is not None and site.lower() not in ("same-origin", "none"):
+            return f"cross-site request refused (Sec-Fetch-Site: {site[:40]}); use this server's own page"
+        if origin is not None and _netloc(origin) != headers.get("host", "").lower():
+            return f"cross-origin request refused (Origin: {origin[:100]}); use this server's own page"
+        return None
+
+
+def _netloc(origin: str) -> str | None:
+    try:
+        return urlsplit(origin).netloc.lower() or None
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        return None
+
+
 # ---------------------------------------------------------------- request parsing
 
 
@@ -119,25 +169,28 @@ def _data_url_bytes(value: Any) -> bytes:
         raise ApiError(422, "image: the data: URL is not valid base64") from None
 
 
+def _parse_json(text: str, what: str, status: int) -> Any:
+    try:
+        return parse_json(text)
+    except ParseError as err:  # malformed, nested too deeply, an integer of thousands of digits
+        raise ApiError(status, f"{what}: malformed JSON ({err})") from None
+
+
 def _form_value(name: str, value: str) -> Any:
     """Multipart fields are text; spans and explanation pairs come JSON-encoded (``{...}`` / ``[...]``)."""
     if name == "top_k" or (
         name in ("head", "tail", "explanations") and value.lstrip().startswith(("[", "{"))
     ):
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError as err:
-            raise ApiError(422, f"{name}: not valid JSON ({err.msg})") from None
+        return _parse_json(value, name, 422)  # the body is fine, this field's value is not
     return value
 
 
 async def _read_json(request: Request) -> tuple[dict[str, Any], bytes | None]:
     try:
-        body = json.loads(await request.body())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ApiError(400, f"malformed JSON body: {err}") from None
-    except RecursionError:
-        raise ApiError(400, "malformed JSON body: nested too deeply") from None
+        text = (await request.body()).decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ApiError(400, f"body: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    body = _parse_json(text, "body", 400)
     if not isinstance(body, dict):
         raise ApiError(422, f"expected a JSON object, got {type(body).__name__}")
     image = body.pop("image", None)
@@ -149,8 +202,10 @@ async def _read_form(request: Request, limits: ServeLimits) -> tuple[dict[str, A
         form = await request.form(
             max_files=1, max_fields=len(FORM_FIELDS) + 1, max_part_size=limits.max_body_bytes
         )
+    except HTTPException as err:  # Starlette's answer to a MultiPartException inside an app
+        raise ApiError(400, f"malformed form body: {err.detail}") from None
     except MultiPartException as err:
-        raise ApiError(400, f"malformed multipart body: {err.message}") from None
+        raise ApiError(400, f"malformed form body: {err.message}") from None
     body: dict[str, Any] = {}
     image: bytes | None = None
     for name, value in form.multi_items():
@@ -197,7 +252,7 @@ def _check_lengths(body: Mapping[str, Any], limit: int) -> None:
 def _top_k(body: dict[str, Any], labels: int) -> int:
     value = body.pop("top_k", 3)
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= labels:
-        raise ApiError(422, f"top_k: expected an integer from 1 to {labels}, got {value!r}")
+        raise ApiError(422, f"top_k: expected an integer from 1 to {labels}, got {shown(value)}")
     return value
 
 
@@ -205,11 +260,29 @@ def _top_k(body: dict[str, Any], labels: int) -> int:
 
 
 def create_app(
-    predictor: Predictor, limits: ServeLimits | None = None, max_batch: int = 16, max_wait_ms: float = 5.0
+    predictor: Predictor,
+    limits: ServeLimits | None = None,
+    max_batch: int = 16,
+    max_wait_ms: float = 5.0,
+    feature_cache_mb: float = DEFAULT_FEATURE_CACHE_MB,
+    allowed_origins: Collection[str] = (),
 ) -> FastAPI:
-    """The service around one loaded predictor; up to ``max_batch`` concurrent requests share a batch."""
+    """The service around one loaded predictor; up to ``max_batch`` concurrent requests share a batch.
+
+    Features of new images, captions and explanations are kept in memory, at most ``feature_cache_mb``
+    (least recently used first out); the run's feature cache on disk is only read. ``allowed_origins``:
+    web origins besides the server's own whose pages may post to it.
+    """
     limits = limits or ServeLimits()
+    if feature_cache_mb < 0:
+        raise ValueError(f"feature_cache_mb must be at least 0, got {feature_cache_mb}")
+    feature_memory = MemoryLRU(int(feature_cache_mb * 2**20))
+    for cache in predictor.pipeline.feature_caches():
+        cache.memory = feature_memory
     batcher = MicroBatcher(predictor, max_batch=max_batch, max_wait_s=max_wait_ms / 1000)
+    explanation_cache = ExplanationCacheHealth(
+        predictor.pipeline.config.explain.cache if predictor.uses_explanations else None
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -224,11 +297,25 @@ def create_app(
         lifespan=lifespan,
     )
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
+    app.add_middleware(SameOriginOnly, allowed_origins=allowed_origins)  # outermost: before any body is read
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, err: ApiError) -> JSONResponse:
         return _error(err.status, err.message)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, err: HTTPException) -> JSONResponse:
+        """Starlette's own refusals (unknown path, wrong method...) in the same ``{"error"}`` shape."""
+        return JSONResponse({"error": str(err.detail)}, status_code=err.status_code, headers=err.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, err: RequestValidationError) -> JSONResponse:
+        where = "; ".join(
+            f"{'.'.join(str(part) for part in e.get('loc', ()))}: {e.get('msg', 'invalid')}"
+            for e in err.errors()
+        )
+        return _error(422, where or "invalid request")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, err: Exception) -> JSONResponse:
@@ -240,10 +327,13 @@ def create_app(
         return FileResponse(str(STATIC.joinpath("index.html")), headers=PAGE_HEADERS)
 
     @app.get("/health")
-    async def health() -> dict[str, Any]:
-        """Liveness, and what this model accepts (the page adapts its form to it)."""
-        return {
-            "status": "ok",
+    async def health() -> JSONResponse:
+        """Liveness, and what this model accepts (the page adapts its form to it); 503 and ``error`` when
+        the server cannot answer (a damaged explanation cache)."""
+        problem = await run_in_threadpool(explanation_cache.problem)
+        status = {"status": "ok"} if problem is None else {"status": "unavailable", "error": problem}
+        body = {
+            **status,
             "model": predictor.name,
             "inputs": {
                 "visual": predictor.visual_source,
@@ -256,7 +346,9 @@ def create_app(
                 "batches": batcher.batches,
                 "served": batcher.served,
             },
+            "feature_cache": feature_memory.stats(),
         }
+        return JSONResponse(body, status_code=200 if problem is None else 503)
 
     @app.get("/labels")
     async def labels() -> dict[str, Any]:
@@ -279,6 +371,17 @@ def create_app(
         prepared = await run_in_threadpool(_prepare, predictor, body, image, limits)
         try:
             prediction = await asyncio.wrap_future(batcher.submit(prepared, top_k))
+        except CacheCorrupt as err:
+            log.error("%s", err)
+            explanation_cache.report(err)
+            raise ApiError(
+                503, "the server's explanation cache is damaged; GET /health says how to repair it"
+            ) from None
+        except CacheError as err:  # e.g. locked by a long write elsewhere
+            log.error("%s", err)
+            raise ApiError(
+                503, "the server's explanation cache cannot be read right now; retry later"
+            ) from None
         except ExplanationsMissing as err:
             if not predictor.generate_explanations:  # the message names only the request's entities
                 raise ApiError(422, str(err)) from None

@@ -239,8 +239,14 @@ def read_image(value: ImageInput, max_bytes: int | None = None, max_pixels: int 
             img.load()
     except UnidentifiedImageError:
         raise InputError(f"{label}: not a readable image (unknown format)") from None
-    except (OSError, ValueError, Image.DecompressionBombError) as err:
-        if isinstance(err, InputError):
-            raise
-        raise InputError(f"{label}: not a readable image ({err})") from None
+    except Image.DecompressionBombError:
+        # Pillow refuses more than twice its MAX_IMAGE_PIXELS in the header, before our own check runs.
+        bomb = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+        limit = bomb if max_pixels is None else min(max_pixels, bomb)
+        raise ImageTooLarge(f"{label}: more than {bomb} pixels, over the limit of {limit}") from None
+    except InputError:
+        raise
+    # Decoders fail on hostile bytes in many ways (OSError, EOFError, SyntaxError, struct.error...).
+    except Exception as err:
+        raise InputError(f"{label}: not a readable image ({type(err).__name__}: {err})") from None
     return data
