@@ -158,7 +158,9 @@ def images(draw: st.DrawFn) -> bytes:
 
 
 def form_value(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
+    """A form field's text; a lone surrogate becomes what its bytes decode to (a form carries bytes)."""
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
 
 
 # ---------------------------------------------------------------- properties
@@ -234,7 +236,10 @@ def test_valid_posts_with_any_readable_image_are_answered(image_client: TestClie
     try:
         with Image.open(io.BytesIO(image)) as picture:
             picture.load()
-            readable = picture.width * picture.height <= LIMITS.max_image_pixels
+            readable = (
+                picture.width * picture.height <= LIMITS.max_image_pixels
+                and len(image) <= LIMITS.max_image_bytes
+            )
     except Exception:
         readable = False
     if readable:

@@ -111,7 +111,7 @@ def test_multipart_with_image_file(
         ({"json": {"text": "Jonas Berg joined Summit Bank", "head": "Paris", "tail": "Summit Bank"}}, 422,
          "head: 'Paris' does not occur in the text"),
         ({"json": {"text": "Paris and Paris again", "head": "Paris", "tail": "again"}}, 422, "occurs 2 times"),
-        ({"json": {"text": "a b", "head": "a", "tail": "b", "colour": "red"}}, 422, "unknown fields ['colour']"),
+        ({"json": {"text": "a b", "head": "a", "tail": "b", "colour": "red"}}, 422, "unknown fields 'colour'"),
         ({"json": {"text": "a b", "head": "a", "tail": "b", "top_k": 0}}, 422, "top_k"),
         ({"json": {"text": "a " * 200, "head": "a", "tail": "b"}}, 422, "over the limit of 300"),
         ({"json": {"text": "a b", "head": "a" * 301, "tail": "b"}}, 422, "head: 301 characters, over the limit"),
