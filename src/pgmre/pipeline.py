@@ -132,8 +132,9 @@ class MREPipeline:
             raise RunLoadError(tokenizer_dir, "missing (the run's tokenizer, with its entity-marker tokens)")
         try:
             return cls(config, vocab, tokenizer_dir=tokenizer_dir, progress=progress)
-        except EncoderNotFoundError:
-            raise
+        except EncoderNotFoundError as err:
+            fix = "install it (make install) or correct text.encoder in the run's config.yaml"
+            raise RunLoadError(config_file, f"the run's text encoder is not available ({err})", fix) from err
         except Exception as err:  # the tokenizers library raises plain Exception for a damaged tokenizer.json
             raise RunLoadError(tokenizer_dir, f"damaged tokenizer ({describe(err)})") from err
 

@@ -8,6 +8,7 @@ read exactly as written or reported. The rules are documented in ``docs/data.md`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -44,6 +45,7 @@ WARNING_KINDS = (
 )
 
 KNOWN_FIELDS = ("token", "h", "t", "img_id", "relation")
+JSONL_SUFFIXES = (".jsonl", ".json")
 _WHITESPACE = re.compile(r"\s+")
 
 
@@ -106,8 +108,7 @@ def detect_format(path: str | Path, lines: str | Iterable[str] | None = None) ->
     """``.jsonl``/``.json`` are JSON Lines; otherwise the first line holding a record decides: a JSON
     object means JSONL, a Python-literal dict MNRE. Lines that are neither (garbage, a bare number)
     decide nothing, so one bad first line cannot make every good line unreadable."""
-    suffix = Path(path).suffix.lower()
-    if suffix in (".jsonl", ".json"):
+    if Path(path).suffix.lower() in JSONL_SUFFIXES:
         return "jsonl"
     parsers: tuple[tuple[Format, Callable[[str], Any]], ...] = (
         ("jsonl", parse_json),
@@ -124,9 +125,14 @@ def detect_format(path: str | Path, lines: str | Iterable[str] | None = None) ->
 
 
 def _parse(text: str, fmt: Format) -> Any:
+    """One line, in ``fmt`` first and then in the other encoding, so a file mixing the two (a JSON line in
+    an MNRE file, a Python-literal one in a JSONL file) loses no record; the error is ``fmt``'s."""
+    parsers = [parse_json, parse_literal] if fmt == "jsonl" else [parse_literal, parse_json]
     try:
-        return parse_json(text) if fmt == "jsonl" else parse_literal(text)
+        return parsers[0](text)
     except ParseError as err:
+        with contextlib.suppress(ParseError):
+            return parsers[1](text)
         expected = "a JSON object" if fmt == "jsonl" else "a Python-literal dict"
         raise _Invalid("(record)", "unparseable", f"not {expected}: {err}") from None
 

@@ -1,16 +1,18 @@
 """``pgmre predict``'s work: a file of posts in, a JSONL file of predictions out, bad lines reported.
 
-Two input formats, told apart by the first non-blank line: MNRE records (original or JSONL; ``img_id``
-is looked up in the run's image directory / caption files, as in ``pgmre evaluate``) or simple JSONL
-objects ``{"text", "head", "tail", "image"?, "caption"?, "explanations"?}`` where ``image`` is a file
-path relative to the input file. A line that cannot be predicted is reported (``file:line: why``) and
-skipped; every other line gets one output record carrying its line number. An MNRE line whose image
+Two input formats: MNRE records (original or JSONL; ``img_id`` is looked up in the run's image
+directory / caption files, as in ``pgmre evaluate``) and simple JSONL objects ``{"text", "head", "tail",
+"image"?, "caption"?, "explanations"?}`` where ``image`` is a file path relative to the input file. Each
+line is read as what it holds (a ``text`` object is a post, a ``token`` one a record); a line that holds
+neither is reported by the reader of the file's main format. A line that cannot be predicted is reported
+(``file:line: why``) and skipped; every other line gets one output record carrying its line number. An MNRE line whose image
 (or caption) is missing follows the run's ``visual.missing``, as in ``pgmre evaluate``: ``error``
 reports and skips the line, ``blank`` predicts it with blank visual slots.
 """
 
 from __future__ import annotations
 
+import heapq
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -53,27 +55,38 @@ class PredictSummary:
         return {k: v for k, v in self.__dict__.items() if k != "errors"}
 
 
-def detect_input_format(path: Path) -> InputFormat:
-    """``simple`` when the first line holding a record is a JSON object with ``text``; otherwise ``mnre``.
-
-    Lines that hold no record (garbage, a bare number, not UTF-8) decide nothing, so a bad first line
-    cannot turn every good line into an error."""
-    lines = False
-    for _, line in text_lines(path):
-        if isinstance(line, UnicodeDecodeError) or not line.strip():
-            lines = lines or isinstance(line, UnicodeDecodeError)
+def _kind(text: str) -> InputFormat | None:
+    """What one line holds: a post (a JSON object with ``text``), a record (``token``), or neither."""
+    for parse in (parse_json, parse_literal):
+        try:
+            record = parse(text)
+        except ParseError:
             continue
-        lines = True
-        for parse in (parse_json, parse_literal):
-            try:
-                record = parse(line)
-            except ParseError:
-                continue
-            if isinstance(record, dict):  # a JSON object: simple posts or JSONL records; else MNRE's format
-                return "simple" if parse is parse_json and "text" in record else "mnre"
-    if not lines:
+        if isinstance(record, dict) and "text" in record and parse is parse_json:
+            return "simple"
+        if isinstance(record, dict) and "token" in record:
+            return "mnre"
+        return None
+    return None
+
+
+def line_kinds(path: Path) -> tuple[InputFormat, dict[int, InputFormat]]:
+    """The file's main format (the kind most lines hold; MNRE when none holds a post or a record) and the
+    reader of every non-blank line: its own kind, or the main format for a line that holds neither.
+
+    So a bad line, first or not, never turns the good lines of the other kind into errors."""
+    kinds: dict[int, InputFormat | None] = {}
+    for number, line in text_lines(path):
+        if isinstance(line, UnicodeDecodeError):
+            kinds[number] = None
+        elif line.strip():
+            kinds[number] = _kind(line)
+    if not kinds:
         raise DataError(f"{path}: no input lines")
-    return "mnre"
+    found = [kind for kind in kinds.values() if kind is not None]
+    simple, mnre = found.count("simple"), found.count("mnre")
+    main: InputFormat = found[0] if found and simple == mnre else "simple" if simple > mnre else "mnre"
+    return main, {number: kind or main for number, kind in kinds.items()}
 
 
 def _simple_line(text: str, path: Path, predictor: Predictor) -> PreparedInput:
@@ -92,8 +105,10 @@ def _simple_line(text: str, path: Path, predictor: Predictor) -> PreparedInput:
     return predictor.prepare(PostInput.from_mapping(record))
 
 
-def _simple_lines(path: Path, predictor: Predictor) -> Iterator[Line]:
+def _simple_lines(path: Path, predictor: Predictor, numbers: set[int]) -> Iterator[Line]:
     for number, text in text_lines(path):
+        if number not in numbers:
+            continue
         if isinstance(text, UnicodeDecodeError):
             yield Line(number, error=not_utf8(text))
         elif text.strip():
@@ -103,7 +118,8 @@ def _simple_lines(path: Path, predictor: Predictor) -> Iterator[Line]:
                 yield Line(number, error=str(err))
 
 
-def _mnre_lines(path: Path, predictor: Predictor) -> Iterator[Line]:
+def _mnre_lines(path: Path, predictor: Predictor, numbers: set[int]) -> list[Line]:
+    """The MNRE records among ``numbers``, read and validated as ``evaluate`` reads them."""
     result = read_samples(
         path, predictor.pipeline.vocab, strict=False, require_relation=False, require_image=False
     )
@@ -113,7 +129,15 @@ def _mnre_lines(path: Path, predictor: Predictor) -> Iterator[Line]:
         if sample.relation is not None:
             extra["gold"] = sample.relation
         lines.append(Line(sample.source[1] if sample.source else 0, PreparedInput(sample), extra=extra))
-    yield from sorted(lines, key=lambda line: line.number)
+    return [line for line in lines if line.number in numbers]
+
+
+def _input_lines(path: Path, predictor: Predictor, kinds: dict[int, InputFormat]) -> Iterator[Line]:
+    """Every non-blank line in file order, each through the reader of its kind."""
+    mnre = {number for number, kind in kinds.items() if kind == "mnre"}
+    records = sorted(_mnre_lines(path, predictor, mnre) if mnre else [], key=lambda line: line.number)
+    posts = _simple_lines(path, predictor, set(kinds) - mnre)  # lazily: images are read line by line
+    yield from heapq.merge(records, posts, key=lambda line: line.number)
 
 
 def _count_lines(path: Path) -> int:
@@ -139,10 +163,10 @@ def predict_file(
 
     source = Path(input_path)
     target = check_output_file(output_path, [source])
-    fmt = detect_input_format(source)
+    fmt, kinds = line_kinds(source)
     summary = PredictSummary(str(source), str(target), fmt)
     started = time.perf_counter()
-    lines = _simple_lines(source, predictor) if fmt == "simple" else _mnre_lines(source, predictor)
+    lines = _input_lines(source, predictor, kinds)
 
     def skip(line: Line, why: str) -> None:
         message = f"{source}:{line.number}: {why}"
