@@ -431,6 +431,13 @@ def test_bad_out_paths_are_refused_before_any_work(trained_caption_run: Path, tm
     assert result.exit_code == 2 and "predictions.jsonl: is the input" in result.output
 
 
+def test_explain_export_never_overwrites_the_cache(tmp_path: Path) -> None:
+    cache = _filled_cache(tmp_path / "c.sqlite", n=5)
+    before = cache.read_bytes()
+    result = invoke("explain", "export", str(cache), "--cache", str(cache))
+    assert result.exit_code == 2 and "is the input" in result.output and cache.read_bytes() == before
+
+
 def test_atomic_write_leaves_the_old_file_on_a_crash(tmp_path: Path) -> None:
     target = tmp_path / "out.jsonl"
     target.write_text("old\n")

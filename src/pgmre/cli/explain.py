@@ -153,14 +153,16 @@ def export(
 ) -> None:
     """Write every cached explanation (entity, sentence hash, text, backend, model, template...)."""
     from pgmre.explain import CacheError, ExplanationCache
+    from pgmre.outputs import OutputPathError, check_output_file
 
     cfg = explain_config(config, overrides, cache)
     if not Path(cfg.cache).exists():
         fail(f"{cfg.cache}: no such cache")
     try:
+        check_output_file(output, [cfg.cache, cfg.artifact], option="OUTPUT")
         with ExplanationCache(cfg.cache) as store:
             n = store.export_jsonl(output)
-    except (CacheError, OSError) as err:
+    except (CacheError, OutputPathError, OSError) as err:
         fail(str(err))
     typer.echo(f"wrote {n} explanations to {output}")
 
