@@ -41,9 +41,7 @@ def check_output_file(
     """``path`` as a file to write: not a directory, its parent a directory (or creatable), no input."""
     path = Path(path)
     if path.is_dir():
-        raise OutputPathError(
-            f"{option} {path}: is a directory; name a file, e.g. {path / 'predictions.jsonl'}"
-        )
+        raise OutputPathError(f"{option} {path}: is a directory; give the path of a file to write")
     parent = next((p for p in path.parents if p.exists()), None)
     if parent is not None and not parent.is_dir():
         raise OutputPathError(f"{option} {path}: {parent} is a file, not a directory")
