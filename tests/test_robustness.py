@@ -338,6 +338,8 @@ def test_corrupt_cache_is_detected_refused_and_repaired(tmp_path: Path) -> None:
     artifact = tmp_path / "artifact.jsonl.gz"
     with ExplanationCache(cache) as store:
         total = store.export_jsonl(artifact)
+    with sqlite3.connect(cache) as db:  # as `VACUUM INTO` leaves a copy: then even enabling WAL would write
+        db.execute("PRAGMA journal_mode=DELETE")
     damaged = _corrupt(cache)
     with pytest.raises(CacheCorrupt, match=r"explanations\.sqlite: the explanation cache is damaged"):
         ExplanationCache(cache)

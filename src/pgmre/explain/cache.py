@@ -170,9 +170,9 @@ class ExplanationCache:
         except sqlite3.DatabaseError as err:
             raise CacheError(f"{self.path}: cannot open the explanation cache: {err}") from err
         try:
+            self._check_once()  # first: even switching a damaged file to WAL would write into it
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
-            self._check_once()
             self.db.executescript(SCHEMA)
         except sqlite3.DatabaseError as err:
             self.db.close()
@@ -182,6 +182,8 @@ class ExplanationCache:
             raise
 
     def _check_once(self) -> None:
+        if not self.path.is_file() or self.path.stat().st_size == 0:
+            return  # a new cache: nothing to check yet
         stat = self.path.stat()
         stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
         if _CHECKED.get(str(self.path.resolve())) == stamp:
