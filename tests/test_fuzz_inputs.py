@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from pgmre.data.mnre import ERROR_KINDS, DataError, read_samples
@@ -308,7 +308,11 @@ def test_damaged_runs_raise_only_run_load_errors(
             path.write_bytes(spoiled)
         try:
             Predictor.from_pretrained(run)
+            event("loaded")  # damage the loader cannot see (e.g. inside the weights); pytest -s shows the mix
         except (RunLoadError, CacheError) as err:
+            event(
+                f"{type(err).__name__} {err.path.relative_to(run) if isinstance(err, RunLoadError) else ''}"
+            )
             assert str(err).startswith(str(run)) or isinstance(err, CacheError), err
         finally:
             path.write_bytes(pristine)
