@@ -116,10 +116,27 @@ def test_published_protocol_run_says_so_everywhere(
     assert PUBLISHED_PROTOCOL_NOTE in (summary.run_dir / "README.md").read_text()
     result = CliRunner().invoke(
         app,
-        ["evaluate", "--run", str(summary.run_dir), "--data", str(synthetic_dataset.dev), "--split", "dev"],
+        ["evaluate", "--run", str(summary.run_dir), "--data", str(synthetic_dataset.dev)],  # split from the name
     )
     assert result.exit_code == 0, result.output
     out = summary.run_dir / "eval-dev"
     report = json.loads((out / "report.json").read_text())
     assert report["protocol"] == "published" and PUBLISHED_PROTOCOL_NOTE in report["protocol_note"]
     assert PUBLISHED_PROTOCOL_NOTE in (out / "report.md").read_text()
+
+
+def test_train_with_a_missing_phrases_file_exits_2(
+    synthetic_dataset: SyntheticDataset,
+    tiny_bert: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    import yaml
+    from typer.testing import CliRunner
+
+    from pgmre.cli import app
+
+    raw = tiny_config(synthetic_dataset, tiny_bert, tmp_path)
+    raw["text"]["phrases"] = str(tmp_path / "absent_{split}.json")
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
+    result = CliRunner().invoke(app, ["train", "--config", str(tmp_path / "c.yaml")])
+    assert result.exit_code == 2 and "absent_" in result.output

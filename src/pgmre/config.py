@@ -224,7 +224,7 @@ class Config(Strict):
     protocol: Literal["leak-free", "published"] = Field(
         "leak-free",
         description="leak-free: no input may reveal the label (the image path fills every object slot, "
-        "`pgmre train` refuses label-predictive auxiliary inputs); published: reproduce TMR/CAMIM/HVPNeT's "
+        "`pgmre train` warns, naming any auxiliary input that predicts the label on its own); published: reproduce TMR/CAMIM/HVPNeT's "
         "inputs, label-carrying auxiliary files included (see docs/leakage.md)",
     )
     seed: int = 42

@@ -26,6 +26,7 @@ from pgmre.data.audit import (
     write_report,
 )
 from pgmre.data.mnre import DataError, load_samples
+from pgmre.encoders.paths import split_of_file
 from pgmre.labels import RelationVocab
 
 #: Exit status when an input is label-predictive.
@@ -58,12 +59,6 @@ def _unique_names(inputs: list[AuxInput]) -> list[AuxInput]:
     if duplicates:
         raise AuxInputError(f"--aux: the name(s) {', '.join(duplicates)} are given twice; use KIND:NAME=PATH")
     return inputs
-
-
-def guess_eval_split(path: Path) -> str:
-    """``test`` for a file named like a test split, else ``dev`` (which also finds ``val`` files)."""
-    name = path.name.lower()
-    return "test" if "test" in name else "train" if "train" in name else "dev"
 
 
 def print_table(report: AuditReport, console: Console) -> None:
@@ -123,7 +118,7 @@ def audit(
         inputs = _unique_names([parse_aux(spec) for spec in aux])
         train_samples = load_samples(train, vocab, require_image=False)
         eval_samples = load_samples(eval_file, vocab, require_image=False) if eval_file is not None else None
-        split = eval_split or (guess_eval_split(eval_file) if eval_file is not None else "dev")
+        split = eval_split or (split_of_file(eval_file) if eval_file is not None else "dev")
         report = audit_aux_inputs(train_samples, eval_samples, inputs, thresholds, vocab, eval_split=split)
     except (DataError, AuxInputError, ValueError) as err:
         fail(str(err))

@@ -8,7 +8,9 @@ from pathlib import Path
 import typer
 
 from pgmre.config import ConfigError, load_config
+from pgmre.data.audit import AuxInputError
 from pgmre.data.mnre import DataError
+from pgmre.data.phrases import PhraseFileError
 from pgmre.evaluate.metrics import ScoreError
 from pgmre.explain import CacheError, ExplanationsMissing
 from pgmre.outputs import OutputPathError
@@ -26,6 +28,8 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     RunLoadError,
     CacheError,
     OutputPathError,
+    PhraseFileError,
+    AuxInputError,
 )
 
 

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import bisect
 import json
-import os
 import string
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -30,6 +28,7 @@ from pgmre.encoders.crops import CropIndexError, load_crop_index
 from pgmre.encoders.paths import PLACEHOLDER, InputPathError, expand
 from pgmre.evaluate.metrics import score
 from pgmre.labels import NEGATIVE_LABEL, RelationVocab
+from pgmre.outputs import write_text_atomic
 
 if TYPE_CHECKING:
     from pgmre.config import Config
@@ -701,22 +700,11 @@ def to_markdown(report: AuditReport) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_report(report: AuditReport, out_dir: str | Path) -> tuple[Path, Path]:
     """``audit.json`` and ``audit.md`` in ``out_dir``, each written atomically."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out / "audit.json", out / "audit.md"
-    _write_atomic(json_path, json.dumps(report.to_dict(), indent=1) + "\n")
-    _write_atomic(md_path, to_markdown(report))
+    write_text_atomic(json_path, json.dumps(report.to_dict(), indent=1) + "\n")
+    write_text_atomic(md_path, to_markdown(report))
     return json_path, md_path

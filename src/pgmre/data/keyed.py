@@ -7,7 +7,6 @@ image name, matched by file stem so ``post.jpg`` and ``post`` agree.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -58,12 +57,14 @@ class SampleKeyedTable(Generic[V]):
 
 def read_json_object(path: str | Path, error: type[Exception], what: str) -> dict[str, Any]:
     """A JSON object from ``path``; anything else raises ``error`` naming the file (``what``: for messages)."""
+    from pgmre.data.parsing import ParseError, parse_json
+
     path = Path(path)
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw = parse_json(path.read_text(encoding="utf-8"))
     except OSError as err:
         raise error(f"{path}: cannot read {what}: {err.strerror or err}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+    except (ParseError, UnicodeDecodeError) as err:
         raise error(f"{path}: not a JSON {what} ({err})") from None
     if not isinstance(raw, dict):
         raise error(f"{path}: expected an object {{line number or img_id: value}} in a {what}")

@@ -22,11 +22,25 @@ SPLIT_ALIASES: dict[str, tuple[str, ...]] = {
 }
 ALL_SPLITS = ("train", "dev", "test")
 
-__all__ = ["ALL_SPLITS", "PLACEHOLDER", "SPLIT_ALIASES", "InputPathError", "expand", "file_stem"]
+__all__ = [
+    "ALL_SPLITS",
+    "PLACEHOLDER",
+    "SPLIT_ALIASES",
+    "InputPathError",
+    "expand",
+    "file_stem",
+    "split_of_file",
+]
 
 
 class InputPathError(FileNotFoundError):
     """A configured input path (or every expansion of a ``{split}`` template) that does not exist."""
+
+
+def split_of_file(path: str | Path) -> str:
+    """The split a data file holds, by its name: ``test``, ``train``, else ``dev`` (which finds ``val`` too)."""
+    name = Path(path).name.lower()
+    return "test" if "test" in name else "train" if "train" in name else "dev"
 
 
 def expand(template: str, split: str | None) -> list[Path]:

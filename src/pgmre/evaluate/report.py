@@ -118,6 +118,11 @@ def evaluate_run(
     model = pipeline.load_model(run_dir / checkpoint)
     samples = load_split(str(data_path), pipeline.vocab, pipeline.config.data.strict)
     train_samples = load_samples(train_path, pipeline.vocab, strict=False) if train_path else None
+    if split is None and pipeline.config.text.phrases:
+        # line-keyed phrases repeat across splits: take the split the file's name says (mnre_val -> dev)
+        from pgmre.encoders.paths import split_of_file
+
+        split = split_of_file(data_path)
     dataset = pipeline.dataset(samples, split=split)
     preds = predict_dataset(
         model,

@@ -5,12 +5,15 @@ training and evaluation use), and records are built by
 :func:`~pgmre.evaluate.report.prediction_records`, so a prediction here equals ``pgmre evaluate``'s on
 the same sample. A new post without an image or caption gets blank visual slots; a record that names
 an ``img_id`` (an MNRE line in ``pgmre predict``) follows the run's ``visual.missing`` exactly as
-``pgmre evaluate`` does. ``visual_slots`` says how many visual inputs the model saw.
+``pgmre evaluate`` does. ``visual_slots`` says how many visual inputs the model saw. The one exception
+is a published-protocol model (``text.phrases``): every input here gets an empty phrase, since a new
+post has no grounding phrase, so its predictions differ from ``pgmre evaluate``'s (docs/leakage.md).
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +22,7 @@ from typing import Any
 
 import torch
 
+from pgmre.config import protocol_statement
 from pgmre.data.parsing import shown
 from pgmre.data.types import Entity, Sample
 from pgmre.encoders.frozen_text import pick_device
@@ -130,6 +134,13 @@ class Predictor:
         self.generate_explanations = generate_explanations
         self._lock = threading.Lock()
         self._backends: list[Any] | None = None
+        if pipeline.uses_phrases:
+            logging.getLogger(__name__).warning(
+                "%s reads per-sample phrases (%s): inputs predicted here get an empty phrase, so its "
+                "predictions differ from `pgmre evaluate` on the same records (docs/leakage.md)",
+                name,
+                protocol_statement(pipeline.config),
+            )
 
     def close(self) -> None:
         """Free the explanation backends (a local LM); the predictor stays usable and reloads them."""
