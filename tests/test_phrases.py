@@ -116,7 +116,13 @@ def test_published_protocol_run_says_so_everywhere(
     assert PUBLISHED_PROTOCOL_NOTE in (summary.run_dir / "README.md").read_text()
     result = CliRunner().invoke(
         app,
-        ["evaluate", "--run", str(summary.run_dir), "--data", str(synthetic_dataset.dev)],  # split from the name
+        [
+            "evaluate",
+            "--run",
+            str(summary.run_dir),
+            "--data",
+            str(synthetic_dataset.dev),
+        ],  # split from the name
     )
     assert result.exit_code == 0, result.output
     out = summary.run_dir / "eval-dev"
