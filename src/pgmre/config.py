@@ -207,7 +207,23 @@ class TrainConfig(Strict):
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     grad_clip: float | None = Field(1.0, gt=0)
     grad_accum: int = Field(1, ge=1)
-    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto",
+        description="training and inference arithmetic: auto = bf16 autocast on CPUs with AMX or "
+        "AVX512-BF16, fp32 elsewhere (CUDA: mixed_precision); fp32 turns autocast off",
+    )
+    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = Field(
+        "auto", description="CUDA mixed precision through accelerate (precision=fp32 forces no)"
+    )
+    length_buckets: int = Field(
+        50,
+        ge=0,
+        description="training batches are drawn from shuffled pools of this many batches sorted by "
+        "length (less padding); 0 = plain shuffled order",
+    )
+    optimizer_impl: Literal["auto", "fused", "foreach", "for-loop"] = Field(
+        "auto", description="AdamW kernel: auto = fused where torch has it for the device"
+    )
     num_workers: int = Field(0, ge=0)
     output_dir: str = "runs"
     run_name: str | None = None

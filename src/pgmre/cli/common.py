@@ -2,9 +2,30 @@
 
 from __future__ import annotations
 
-from typing import NoReturn
+from enum import StrEnum
+from typing import Annotated, NoReturn
 
 import typer
+
+
+class PrecisionChoice(StrEnum):
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+#: ``--precision`` of evaluate, predict and serve (see :mod:`pgmre.precision`).
+PrecisionOption = Annotated[
+    PrecisionChoice | None,
+    typer.Option(
+        "--precision",
+        help="arithmetic (default: the run's train.precision; auto = bf16 on CPUs with AMX/AVX512-BF16)",
+    ),
+]
+
+
+def precision_value(choice: PrecisionChoice | None) -> str | None:
+    return None if choice is None else choice.value
 
 
 def fail(message: str) -> NoReturn:

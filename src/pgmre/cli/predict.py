@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pgmre.cli.common import fail
+from pgmre.cli.common import PrecisionOption, fail, precision_value
 
 if TYPE_CHECKING:
     from pgmre.serve.predictor import Predictor
@@ -21,7 +21,13 @@ DeviceOption = Annotated[
 ]
 
 
-def _load(run: Path, checkpoint: str, device: str | None, generate_explanations: bool = True) -> Predictor:
+def _load(
+    run: Path,
+    checkpoint: str,
+    device: str | None,
+    generate_explanations: bool = True,
+    precision: str | None = None,
+) -> Predictor:
     """The run's predictor; a damaged run or explanation cache exits 2 naming the file and the fix."""
     from pgmre.config import ConfigError
     from pgmre.explain import CacheError
@@ -29,7 +35,9 @@ def _load(run: Path, checkpoint: str, device: str | None, generate_explanations:
     from pgmre.serve.predictor import Predictor
 
     try:
-        return Predictor.from_pretrained(run, checkpoint, device, generate_explanations=generate_explanations)
+        return Predictor.from_pretrained(
+            run, checkpoint, device, generate_explanations=generate_explanations, precision=precision
+        )
     except (RunLoadError, CacheError, FileNotFoundError, ConfigError, ValueError) as err:
         fail(str(err))
 
@@ -45,6 +53,7 @@ def predict(
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="relations listed per post")] = 3,
     checkpoint: CheckpointOption = "best",
     device: DeviceOption = None,
+    precision: PrecisionOption = None,
 ) -> None:
     """Predict relations for every line of a file; bad lines are reported (file:line: why) and skipped.
 
@@ -62,7 +71,7 @@ def predict(
         check_output_file(out, [input_file])  # before the model loads: nothing is lost to a bad --out
     except OutputPathError as err:
         fail(str(err))
-    predictor = _load(run, checkpoint, device)
+    predictor = _load(run, checkpoint, device, precision=precision_value(precision))
     try:
         summary = predict_file(
             predictor,
@@ -121,6 +130,7 @@ def serve(
             "server besides its own; repeatable",
         ),
     ] = None,
+    precision: PrecisionOption = None,
 ) -> None:
     """Serve the model over HTTP: POST /predict, GET /health, GET /labels, and a web page at /."""
     import uvicorn
@@ -137,7 +147,7 @@ def serve(
         )
     except ValidationError as err:
         fail(str(err))
-    predictor = _load(run, checkpoint, device, generate_explanations)
+    predictor = _load(run, checkpoint, device, generate_explanations, precision_value(precision))
     app = create_app(
         predictor,
         limits,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from pgmre.cli.common import PrecisionOption, precision_value
 from pgmre.config import ConfigError, load_config
 from pgmre.data.audit import AuxInputError
 from pgmre.data.mnre import DataError
@@ -107,6 +108,7 @@ def evaluate(
     out: Path = typer.Option(None, "--out", help="output directory (default: RUN/eval-<data stem>)"),
     checkpoint: str = typer.Option("best", help="best or last"),
     split: str = typer.Option(None, help="split name for {split} in visual paths (default: all splits)"),
+    precision: PrecisionOption = None,
 ) -> None:
     """Score a run: report.json, report.md, predictions.jsonl and plots."""
     from pgmre.evaluate.report import evaluate_run
@@ -114,7 +116,15 @@ def evaluate(
     if not (run / checkpoint).exists():
         _fail(f"{run / checkpoint}: no such checkpoint (train first, or pick --checkpoint last)")
     try:
-        result = evaluate_run(run, data, train_file, out, checkpoint=checkpoint, split=split)
+        result = evaluate_run(
+            run,
+            data,
+            train_file,
+            out,
+            checkpoint=checkpoint,
+            split=split,
+            precision=precision_value(precision),
+        )
     except USER_ERRORS as err:
         _fail(f"{type(err).__name__}: {err}")
     r = result.report

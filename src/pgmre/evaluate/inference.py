@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from pgmre.precision import autocast, resolve_precision
 from pgmre.progress import progress_bar
 
 
@@ -61,8 +62,11 @@ def predict_dataset(
     device: torch.device | None = None,
     progress: bool = False,
     desc: str = "predict",
+    precision: str = "fp32",
 ) -> Predictions:
+    """``precision``: ``auto``/``fp32``/``bf16`` (:mod:`pgmre.precision`); outputs are fp32 either way."""
     device = device or next(model.parameters()).device
+    arithmetic = resolve_precision(precision, device)
     was_training = model.training
     model.eval()
     order = _length_order(dataset)
@@ -72,7 +76,8 @@ def predict_dataset(
     for batch in progress_bar(loader, desc=desc, enabled=progress, leave=False):
         batch = move_batch(batch, device)
         batch.pop("labels", None)
-        out = model(batch)
+        with autocast(arithmetic, device):
+            out = model(batch)
         probs.append(torch.softmax(out.logits.float(), dim=-1))
         attr.append(out.attr_ids)
         rel.append(out.rel_ids)

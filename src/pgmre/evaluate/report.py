@@ -108,8 +108,11 @@ def evaluate_run(
     batch_size: int | None = None,
     progress: bool = True,
     split: str | None = None,
+    precision: str | None = None,
 ) -> EvaluationResult:
+    """``precision``: auto/fp32/bf16 (default: the run's ``train.precision``)."""
     from pgmre.pipeline import MREPipeline
+    from pgmre.precision import resolve_precision
 
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir else run_dir / f"eval-{Path(data_path).stem}"
@@ -124,6 +127,9 @@ def evaluate_run(
 
         split = split_of_file(data_path)
     dataset = pipeline.dataset(samples, split=split)
+    arithmetic = resolve_precision(
+        precision or pipeline.config.train.precision, next(model.parameters()).device
+    )
     preds = predict_dataset(
         model,
         dataset,
@@ -131,6 +137,7 @@ def evaluate_run(
         batch_size=batch_size or pipeline.config.train.eval_batch_size,
         progress=progress,
         desc="evaluate",
+        precision=arithmetic,
     )
     predicted = [pipeline.vocab.decode(int(x)) for x in preds.labels]
     report = score_samples(samples, predicted, pipeline.vocab, train_samples=train_samples)
@@ -138,6 +145,7 @@ def evaluate_run(
     report["protocol"] = pipeline.config.protocol
     report["protocol_note"] = protocol_statement(pipeline.config)
     report["checkpoint"] = str(run_dir / checkpoint)
+    report["compute_precision"] = arithmetic
 
     out.mkdir(parents=True, exist_ok=True)
     files: dict[str, Path] = {}

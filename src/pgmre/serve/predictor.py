@@ -30,6 +30,7 @@ from pgmre.encoders.images import ImageInput
 from pgmre.evaluate.inference import predict_dataset
 from pgmre.evaluate.report import prediction_records
 from pgmre.pipeline import MREPipeline
+from pgmre.precision import resolve_precision
 from pgmre.serve.inputs import (
     EntitySpec,
     InputError,
@@ -127,9 +128,14 @@ class Predictor:
         model: torch.nn.Module,
         name: str = "model",
         generate_explanations: bool = True,
+        precision: str | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.model = model.eval()
+        #: fp32 or bf16 (``precision`` or the run's ``train.precision``, resolved for this machine)
+        self.precision = resolve_precision(
+            precision or pipeline.config.train.precision, next(model.parameters()).device
+        )
         self.name = name
         self.generate_explanations = generate_explanations
         self._lock = threading.Lock()
@@ -156,12 +162,14 @@ class Predictor:
         checkpoint: str = "best",
         device: str | torch.device | None = None,
         generate_explanations: bool = True,
+        precision: str | None = None,
     ) -> Predictor:
         """Load ``run_dir/checkpoint``; a missing or damaged run file raises
         :class:`~pgmre.runfiles.RunLoadError` naming it, a damaged explanation cache
         :class:`~pgmre.explain.CacheError` (checked here, so that a server does not start on one).
 
-        ``generate_explanations=False``: never run the explanation backends (see the class)."""
+        ``generate_explanations=False``: never run the explanation backends (see the class);
+        ``precision``: auto/fp32/bf16, default the run's ``train.precision``."""
         run_dir = Path(run_dir)
         pipeline = MREPipeline.from_run(run_dir)
         model = pipeline.load_model(run_dir / checkpoint).to(pick_device(device))
@@ -171,7 +179,11 @@ class Predictor:
 
             ExplanationCache(cache).close()  # the integrity check
         return cls(
-            pipeline, model, name=f"{run_dir.name}/{checkpoint}", generate_explanations=generate_explanations
+            pipeline,
+            model,
+            name=f"{run_dir.name}/{checkpoint}",
+            generate_explanations=generate_explanations,
+            precision=precision,
         )
 
     # ------------------------------------------------------------------ what the run accepts
@@ -285,6 +297,7 @@ class Predictor:
                 dataset,
                 pipeline.collate,
                 batch_size=batch_size or pipeline.config.train.eval_batch_size,
+                precision=self.precision,
             )
         records = prediction_records(dataset, preds, pipeline.vocab, k=top_k)
         slots = dataset.visual[1].sum(dim=1).tolist() if dataset.visual is not None else [0] * len(samples)

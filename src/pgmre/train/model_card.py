@@ -36,6 +36,8 @@ def write_model_card(run_dir: Path, config: Config, history: list[dict[str, Any]
         + f" | {r['epoch_seconds']:.0f} |"
         for r in history
     )
+    used = sorted({str(r["compute_precision"]) for r in history if "compute_precision" in r})
+    arithmetic = ", ".join(used) or "fp32"
     card = f"""---
 library_name: pgmre
 tags: [multimodal-relation-extraction, pg-mre, mnre]
@@ -48,7 +50,8 @@ tags: [multimodal-relation-extraction, pg-mre, mnre]
   k = {config.model.num_attr_prototypes} attribute and t = {config.model.num_rel_prototypes} relation prototypes.
 - **Data**: train `{config.data.train}`, dev `{config.data.dev}`.
 - **Training**: {config.train.epochs} epochs, batch {config.train.batch_size}, lr {config.train.lr}, seed {config.seed};
-  {seconds / 60:.1f} minutes in total. The full configuration is `config.yaml`.
+  arithmetic {arithmetic} (`train.precision: {config.train.precision}`); {seconds / 60:.1f} minutes in total.
+  The full configuration is `config.yaml`.
 - **Best checkpoint** (`best/`, selected on dev micro-F1): epoch {best.get("epoch", "–")},
   dev micro-F1 {best.get("dev_f1", float("nan")):.2f}, accuracy {best.get("dev_accuracy", float("nan")):.2f}.
 

@@ -45,10 +45,28 @@ def parameter_groups(
     return result
 
 
+def adamw_kernel(impl: str, device: torch.device) -> dict[str, bool]:
+    """AdamW's ``fused``/``foreach`` arguments: ``auto`` is the fused kernel wherever torch has one for
+    the device (one pass over all parameters instead of a Python loop of small ops)."""
+    if impl == "auto":
+        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+
+        impl = "fused" if device.type in _get_fused_kernels_supported_devices() else "foreach"
+    if impl == "fused":
+        return {"fused": True}
+    if impl == "foreach":
+        return {"foreach": True}
+    return {"foreach": False}
+
+
 def build_optimizer(
     model: nn.Module, cfg: TrainConfig, total_steps: int
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    optimizer = torch.optim.AdamW(parameter_groups(model, cfg), lr=cfg.lr)
+    device = next(model.parameters()).device
+    kernel = adamw_kernel(cfg.optimizer_impl, device)
+    optimizer = torch.optim.AdamW(
+        parameter_groups(model, cfg), lr=cfg.lr, foreach=kernel.get("foreach"), fused=kernel.get("fused")
+    )
     warmup = round(cfg.warmup_ratio * total_steps)
     scheduler = get_linear_schedule_with_warmup(optimizer, warmup, max(total_steps, 1))
     return optimizer, scheduler

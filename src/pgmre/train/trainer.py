@@ -22,12 +22,14 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, set_seed
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset
 
 from pgmre.config import Config, dump_config
 from pgmre.evaluate.inference import move_batch, predict_dataset
 from pgmre.evaluate.metrics import score
+from pgmre.precision import Precision, accelerate_mixed_precision, autocast, resolve_precision
 from pgmre.progress import progress_bar
+from pgmre.train.batching import epoch_batches, sample_lengths
 from pgmre.train.checkpoint import (
     Progress,
     atomic_directory,
@@ -47,12 +49,14 @@ class TrainingInterrupted(RuntimeError):
     """Raised after SIGINT/SIGTERM once a resumable checkpoint has been written."""
 
 
-def _mixed_precision(setting: str) -> str:
+def _mixed_precision(config: Config) -> str:
+    """accelerate's setting: CUDA only (on the CPU, bf16 is :mod:`pgmre.precision`'s autocast)."""
+    if not torch.cuda.is_available():
+        return "no"
+    setting = accelerate_mixed_precision(config.train.precision, config.train.mixed_precision)
     if setting != "auto":
         return setting
-    if torch.cuda.is_available():
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "no"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
 
 
 def make_accelerator(config: Config) -> Accelerator:
@@ -63,7 +67,7 @@ def make_accelerator(config: Config) -> Accelerator:
     """
     return Accelerator(
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
-        mixed_precision=_mixed_precision(config.train.mixed_precision),
+        mixed_precision=_mixed_precision(config),
         cpu=not torch.cuda.is_available(),
     )
 
@@ -83,7 +87,16 @@ class Trainer:
         self.config = config
         self.run_dir = Path(run_dir)
         self.accelerator = accelerator or make_accelerator(config)
+        self.precision: Precision = resolve_precision(config.train.precision, self.accelerator.device)
         self._stop_signal: int | None = None
+
+    @property
+    def precision_label(self) -> str:
+        """What a run records: ``fp32``/``bf16`` on the CPU, accelerate's mixed precision on CUDA."""
+        if self.accelerator.device.type == "cpu":
+            return self.precision
+        mixed = str(self.accelerator.mixed_precision)
+        return "fp32" if mixed == "no" else mixed
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -146,6 +159,7 @@ class Trainer:
             batch_size=self.config.train.eval_batch_size,
             progress=self.is_main,
             desc="dev",
+            precision=self.precision,
         )
         gold = [vocab.decode(int(x)) for x in dataset.labels]  # type: ignore[attr-defined]
         predicted = [vocab.decode(int(x)) for x in preds.labels]
@@ -200,6 +214,8 @@ class Trainer:
             )
 
         model, optimizer = acc.prepare(model, optimizer)
+        if self.is_main:
+            log.info("precision: %s (train.precision=%s)", self.precision_label, cfg.train.precision)
         previous_handlers = self._install_signal_handlers()
         try:
             self._loop(model, optimizer, scheduler, progress, pipeline, train_set, dev_set, total_steps)
@@ -235,21 +251,23 @@ class Trainer:
         cfg, acc = self.config, self.accelerator
         accum = cfg.train.grad_accum
         ckpt_every = cfg.train.checkpoint_every_steps
+        lengths = sample_lengths(train_set) if cfg.train.length_buckets else None
         while progress.epoch < cfg.train.epochs and progress.global_step < total_steps:
             epoch = progress.epoch
             order = epoch_order(len(train_set), cfg.seed, epoch, acc.process_index, acc.num_processes)  # type: ignore[arg-type]
-            skip = progress.batch_in_epoch * cfg.train.batch_size
+            batches = epoch_batches(
+                order, cfg.train.batch_size, lengths, cfg.train.length_buckets, seed=cfg.seed, epoch=epoch
+            )
             loader = DataLoader(
-                Subset(train_set, order[skip:]),
-                batch_size=cfg.train.batch_size,
-                shuffle=False,
+                train_set,
+                batch_sampler=batches[progress.batch_in_epoch :],
                 collate_fn=pipeline.collate,
                 num_workers=cfg.train.num_workers,
                 # Its own generator: creating the loader must not draw from the global RNG, or a
                 # resumed run (which builds one mid-epoch) would get different dropout masks.
                 generator=torch.Generator().manual_seed(cfg.seed + epoch),
             )
-            n_batches = math.ceil(len(order) / cfg.train.batch_size)
+            n_batches = len(batches)
             model.train()
             started = time.perf_counter()
             running, seen = 0.0, 0
@@ -265,7 +283,7 @@ class Trainer:
                 is_step = (batch_idx + 1) % accum == 0 or batch_idx + 1 == n_batches
                 batch = move_batch(batch, acc.device)
                 ctx = acc.no_sync(model) if not is_step else contextlib.nullcontext()
-                with ctx, acc.autocast():
+                with ctx, acc.autocast(), autocast(self.precision, acc.device):
                     out = model(batch)
                     loss = out.loss / accum
                 acc.backward(loss)
@@ -296,6 +314,7 @@ class Trainer:
                 "step": progress.global_step,
                 "train_loss": round(running / max(seen, 1), 6),
                 "epoch_seconds": round(time.perf_counter() - started, 2),
+                "compute_precision": self.precision_label,
             }
             unwrapped = acc.unwrap_model(model)
             stats = getattr(unwrapped, "prototype_stats", None)
