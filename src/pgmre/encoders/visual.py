@@ -17,13 +17,13 @@ import torch
 
 from pgmre.config import TextConfig, VisualConfig
 from pgmre.data.types import Sample
+from pgmre.encoders.bundled import BUNDLED_MINILM
 from pgmre.encoders.captions import CaptionEncoder, CaptionTable
 from pgmre.encoders.crops import CropIndex, crop_images, load_crop_index, make_crop_extractor
 from pgmre.encoders.feature_cache import FeatureCache, content_key, file_content_key
 from pgmre.encoders.images import ImageInput, ImageLoadError, decode_image, image_bytes, load_image_encoder
 from pgmre.encoders.missing import MissingInputError, MissingReport
 from pgmre.encoders.paths import InputPathError, expand
-from pgmre.encoders.text import BUNDLED_MINILM
 
 
 @dataclass
