@@ -26,6 +26,7 @@ model and records the measured wall time of each. Results: ``benchmarks/results/
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -79,7 +80,6 @@ def measure_variant(
     encoder: str = "minilm",
     buckets: int = 50,
     optimizer_impl: str = "auto",
-    flop_batches: int = 5,
 ) -> dict:
     """Runs in its own process: prepare data, time training steps (as the trainer runs them: the epoch's
     bucketed batches, autocast, clipping, the configured AdamW kernel) and inference."""
@@ -120,6 +120,8 @@ def measure_variant(
     order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(0)).tolist()
     batches = epoch_batches(order, bs, sample_lengths(train_set), buckets, seed=config.seed, epoch=0)
     batches = [b for b in batches if len(b) == bs][: steps + 3]
+    if len(batches) <= 3:
+        raise SystemExit(f"{len(batches)} full batches: give more --train-samples (3 are warm-up)")
     step_times, optimizer_times, tokens = [], [], []
     for step, indices in enumerate(batches):
         t0 = time.perf_counter()
@@ -138,17 +140,18 @@ def measure_variant(
             tokens.append(_padded_tokens(batch))
     seconds_per_step = sum(step_times) / len(step_times)
 
-    # FLOPs of forward + backward, counted exactly on the first timed batches, extrapolated to the
-    # others in proportion to their padded tokens (nearly linear at these lengths).
-    counted_flops, counted_tokens = 0, 0
-    for indices in batches[3 : 3 + flop_batches]:
+    # FLOPs of forward + backward of every timed batch, counted afterwards on a copy of the model (so
+    # the prototype EMA and the RNG of the model timed below are untouched); the optimizer is excluded.
+    counter_model = copy.deepcopy(model)
+    flops = 0
+    for indices in batches[3:]:
         batch = move_batch(pipeline.collate([train_set[i] for i in indices]), torch.device("cpu"))
         with FlopCounterMode(display=False) as counter:
-            model(batch).loss.backward()
-        optimizer.zero_grad(set_to_none=True)
-        counted_flops += counter.get_total_flops()
-        counted_tokens += _padded_tokens(batch)
-    flops_per_step = counted_flops / counted_tokens * (sum(tokens) / len(tokens))
+            counter_model(batch).loss.backward()
+        counter_model.zero_grad(set_to_none=True)
+        flops += counter.get_total_flops()
+    del counter_model
+    flops_per_step = flops / len(step_times)
 
     model.eval()
     t0 = time.perf_counter()
@@ -271,14 +274,17 @@ def main() -> None:
         "cpu_model": cpu_model_name(),
         "bf16_units": sorted(cpu_flags() & {"amx_bf16", "avx512_bf16", "amx_tile"}),
         "train_precision_auto_picks": "bf16" if cpu_has_bf16_units() else "fp32",
+        # without bf16 units, the bf16 peak below is oneDNN's emulation, and fractions of it flatter
+        "bf16_emulated": not cpu_has_bf16_units(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
     }
-    results["load_average_at_start"] = os.getloadavg()
+    load = [round(x, 2) for x in os.getloadavg()]
     if args.scaling:
         results["machine"] = machine
+        results["load_average_at_start"] = load
         done = {row["fraction"]: row for row in results.get("scaling", [])}
         done.update({row["fraction"]: row for row in measure_scaling(args.fractions)})
         results["scaling"] = [done[f] for f in sorted(done)]
@@ -288,6 +294,7 @@ def main() -> None:
     print(json.dumps(machine), flush=True)
     section = results.setdefault("precision", {})
     section["machine"] = machine
+    section["load_average_at_start"] = load
     rows = section.setdefault("rows", {})
     for encoder in args.encoders:
         for variant in args.variants:

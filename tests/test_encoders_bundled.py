@@ -44,10 +44,16 @@ FILES = {
 def test_parts_are_joined_and_unpacked_once(tmp_path: Path) -> None:
     parts = _split_zip(tmp_path, FILES)
     target = tmp_path / "out" / "model-1"
+    killed = tmp_path / "out" / ".model-1.abc123"  # the scratch of an unpack that was SIGKILLed
+    (killed / "unpacked").mkdir(parents=True)
+    (killed / "joined.zip").write_bytes(b"partial")
     unpack_split_zip(parts, target, skip=("desktop.ini", "1_Pooling/"))
     assert (target / "m" / "model.safetensors").read_bytes() == FILES["m/model.safetensors"]
     assert not (target / "m" / "desktop.ini").exists() and not (target / "m" / "1_Pooling").exists()
-    assert [p.name for p in (tmp_path / "out").iterdir()] == ["model-1"]  # no temporary left
+    assert [p.name for p in (tmp_path / "out").iterdir() if p.is_dir()] == ["model-1"]  # no scratch left
+    stamp = (target / ".pgmre-complete").stat().st_mtime_ns
+    unpack_split_zip(parts, target)  # done already: nothing is redone
+    assert (target / ".pgmre-complete").stat().st_mtime_ns == stamp
 
 
 def test_a_damaged_part_is_named_and_leaves_nothing(tmp_path: Path) -> None:
@@ -58,7 +64,7 @@ def test_a_damaged_part_is_named_and_leaves_nothing(tmp_path: Path) -> None:
     target = tmp_path / "out" / "model-1"
     with pytest.raises(EncoderNotFoundError, match=r"model\.zip\.002.*damaged"):
         unpack_split_zip(parts, target)
-    assert list((tmp_path / "out").iterdir()) == []
+    assert [p for p in (tmp_path / "out").iterdir() if p.is_dir()] == []
 
 
 def test_unknown_bundled_name_lists_the_known_ones() -> None:

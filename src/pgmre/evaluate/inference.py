@@ -45,12 +45,20 @@ def _concat(parts: Sequence[torch.Tensor | None]) -> np.ndarray | None:
     return torch.cat([p for p in parts if p is not None]).cpu().numpy()
 
 
-def _length_order(dataset: Dataset) -> list[int] | None:
-    """Indices sorted by text length, so each batch pads little (outputs are put back in order)."""
+def sample_lengths(dataset: Any) -> list[int] | None:
+    """Token counts of each post's text, from an encoded dataset (None: the dataset has no encodings)."""
     encodings = getattr(dataset, "encodings", None)
     if encodings is None:
         return None
-    return sorted(range(len(encodings)), key=lambda i: len(encodings[i]["input_ids"]))
+    return [len(e["input_ids"]) for e in encodings]
+
+
+def _length_order(dataset: Dataset) -> list[int] | None:
+    """Indices sorted by text length, so each batch pads little (outputs are put back in order)."""
+    lengths = sample_lengths(dataset)
+    if lengths is None:
+        return None
+    return sorted(range(len(lengths)), key=lengths.__getitem__)
 
 
 @torch.inference_mode()

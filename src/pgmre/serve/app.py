@@ -335,7 +335,7 @@ def create_app(
         body = {
             **status,
             "model": predictor.name,
-            "precision": predictor.precision,
+            "compute_precision": predictor.precision,
             "inputs": {
                 "visual": predictor.visual_source,
                 "explanations": predictor.uses_explanations,

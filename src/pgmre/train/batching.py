@@ -11,17 +11,8 @@ to the same batch it stopped at.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
-
-
-def sample_lengths(dataset: Any) -> list[int] | None:
-    """Token counts of the post text, from an encoded dataset (None: the dataset has no encodings)."""
-    encodings = getattr(dataset, "encodings", None)
-    if encodings is None:
-        return None
-    return [len(e["input_ids"]) for e in encodings]
 
 
 def epoch_batches(

@@ -27,6 +27,9 @@ class Progress:
     best_f1: float = -1.0
     best_epoch: int = -1
     history: list[dict[str, Any]] = field(default_factory=list)
+    #: the ``train.length_buckets`` this run's batches were drawn with (``None``: a run older than the
+    #: setting, whose batches were plain slices of the shuffled order); a resumed run keeps it
+    length_buckets: int | None = None
 
 
 @contextlib.contextmanager

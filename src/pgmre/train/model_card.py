@@ -37,7 +37,7 @@ def write_model_card(run_dir: Path, config: Config, history: list[dict[str, Any]
         for r in history
     )
     used = sorted({str(r["compute_precision"]) for r in history if "compute_precision" in r})
-    arithmetic = ", ".join(used) or "fp32"
+    arithmetic = ", ".join(used) or "unrecorded"
     card = f"""---
 library_name: pgmre
 tags: [multimodal-relation-extraction, pg-mre, mnre]

@@ -45,13 +45,21 @@ def parameter_groups(
     return result
 
 
+def _fused_devices() -> list[str]:
+    """Device types with a fused AdamW kernel (a private torch helper: none if it moves)."""
+    try:
+        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+
+        return list(_get_fused_kernels_supported_devices())
+    except (ImportError, AttributeError):
+        return []
+
+
 def adamw_kernel(impl: str, device: torch.device) -> dict[str, bool]:
     """AdamW's ``fused``/``foreach`` arguments: ``auto`` is the fused kernel wherever torch has one for
     the device (one pass over all parameters instead of a Python loop of small ops)."""
     if impl == "auto":
-        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
-
-        impl = "fused" if device.type in _get_fused_kernels_supported_devices() else "foreach"
+        impl = "fused" if device.type in _fused_devices() else "foreach"
     if impl == "fused":
         return {"fused": True}
     if impl == "foreach":
@@ -70,3 +78,13 @@ def build_optimizer(
     warmup = round(cfg.warmup_ratio * total_steps)
     scheduler = get_linear_schedule_with_warmup(optimizer, warmup, max(total_steps, 1))
     return optimizer, scheduler
+
+
+def keep_optimizer_kernel(optimizer: torch.optim.Optimizer, impl: str) -> None:
+    """Re-apply the configured kernel after ``load_state_dict``, which copies the saved groups' ``fused``
+    and ``foreach`` back (a resumed run would silently keep the kernel it was saved with)."""
+    device = next(p.device for g in optimizer.param_groups for p in g["params"])
+    kernel = adamw_kernel(impl, device)
+    for group in optimizer.param_groups:
+        group["fused"] = kernel.get("fused")
+        group["foreach"] = kernel.get("foreach")

@@ -10,6 +10,7 @@ exactly where the interrupted one stopped.
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import logging
 import math
@@ -25,11 +26,11 @@ from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from torch.utils.data import DataLoader, Dataset
 
 from pgmre.config import Config, dump_config
-from pgmre.evaluate.inference import move_batch, predict_dataset
+from pgmre.evaluate.inference import move_batch, predict_dataset, sample_lengths
 from pgmre.evaluate.metrics import score
 from pgmre.precision import Precision, accelerate_mixed_precision, autocast, resolve_precision
 from pgmre.progress import progress_bar
-from pgmre.train.batching import epoch_batches, sample_lengths
+from pgmre.train.batching import epoch_batches
 from pgmre.train.checkpoint import (
     Progress,
     atomic_directory,
@@ -38,7 +39,7 @@ from pgmre.train.checkpoint import (
     save_trainer_state,
     set_rng_state,
 )
-from pgmre.train.optim import build_optimizer
+from pgmre.train.optim import build_optimizer, keep_optimizer_kernel
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ class Trainer:
         if self.accelerator.device.type == "cpu":
             return self.precision
         mixed = str(self.accelerator.mixed_precision)
-        return "fp32" if mixed == "no" else mixed
+        return "fp32" if mixed == "no" else mixed  # bf16 here means accelerate's autocast and ours agree
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -131,11 +132,15 @@ class Trainer:
             fh.write(json.dumps(record) + "\n")
         csv_path = self.run_dir / "metrics.csv"
         flat = {k: v for k, v in record.items() if not isinstance(v, dict | list)}
-        new = not csv_path.exists()
-        with open(csv_path, "a") as fh:
-            if new:
-                fh.write(",".join(flat) + "\n")
-            fh.write(",".join(str(v) for v in flat.values()) + "\n")
+        header = list(flat)
+        if csv_path.exists():  # a resumed run keeps the file's columns (an older run may lack new keys)
+            with open(csv_path, newline="") as fh:
+                header = next(csv.reader(fh), header)
+        with open(csv_path, "a", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=header, extrasaction="ignore")
+            if fh.tell() == 0:
+                writer.writeheader()
+            writer.writerow(flat)
 
     def _save(
         self, name: str, model: torch.nn.Module, optimizer: Any, scheduler: Any, progress: Progress
@@ -204,6 +209,7 @@ class Trainer:
             if state.get("scaler") is not None and acc.scaler is not None:
                 acc.scaler.load_state_dict(state["scaler"])
             progress = Progress(**state["progress"])
+            keep_optimizer_kernel(optimizer, cfg.train.optimizer_impl)
             set_rng_state(state["rng"])
             self._truncate_metrics(progress.epoch)
             log.info(
@@ -213,6 +219,15 @@ class Trainer:
                 progress.global_step,
             )
 
+        if progress.length_buckets is None:
+            # a new run draws its batches as configured; a run older than the setting used plain slices
+            progress.length_buckets = 0 if resuming else cfg.train.length_buckets
+        elif progress.length_buckets != cfg.train.length_buckets:
+            log.warning(
+                "this run drew its batches with train.length_buckets=%d: kept (the config says %d)",
+                progress.length_buckets,
+                cfg.train.length_buckets,
+            )
         model, optimizer = acc.prepare(model, optimizer)
         if self.is_main:
             log.info("precision: %s (train.precision=%s)", self.precision_label, cfg.train.precision)
@@ -251,13 +266,12 @@ class Trainer:
         cfg, acc = self.config, self.accelerator
         accum = cfg.train.grad_accum
         ckpt_every = cfg.train.checkpoint_every_steps
-        lengths = sample_lengths(train_set) if cfg.train.length_buckets else None
+        buckets = progress.length_buckets or 0
+        lengths = sample_lengths(train_set) if buckets else None
         while progress.epoch < cfg.train.epochs and progress.global_step < total_steps:
             epoch = progress.epoch
             order = epoch_order(len(train_set), cfg.seed, epoch, acc.process_index, acc.num_processes)  # type: ignore[arg-type]
-            batches = epoch_batches(
-                order, cfg.train.batch_size, lengths, cfg.train.length_buckets, seed=cfg.seed, epoch=epoch
-            )
+            batches = epoch_batches(order, cfg.train.batch_size, lengths, buckets, seed=cfg.seed, epoch=epoch)
             loader = DataLoader(
                 train_set,
                 batch_sampler=batches[progress.batch_in_epoch :],
