@@ -55,6 +55,8 @@ LABELS = {
     "types-text-only": "Text only + spaCy entity types (leak-free)",
     "types-base": "Base + spaCy entity types (leak-free)",
     "types-full": "PG-MRE + spaCy entity types (leak-free)",
+    "text-caption-segment": "Text only + CogVLM caption as a second segment",
+    "full-caption-segment": "PG-MRE + CogVLM caption as a second segment",
 }
 
 

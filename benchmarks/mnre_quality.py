@@ -91,6 +91,14 @@ EXPERIMENTS: dict[str, tuple[str, str, list[str]]] = {
     "types-text-only": ("protocols", "text-only", ["visual.source=none", *TYPES]),
     "types-base": ("protocols", "base", TYPES),
     "types-full": ("protocols", "full", TYPES),
+    # issue 17: the caption read by the fine-tuned encoder as a second text segment (plain batch order,
+    # as the runs above, so that only the input differs)
+    "text-caption-segment": (
+        "captions",
+        "text-only",
+        ["visual.source=none", "text.caption_segment=true", "train.length_buckets=0"],
+    ),
+    "full-caption-segment": ("captions", "full", ["text.caption_segment=true", "train.length_buckets=0"]),
 }
 
 

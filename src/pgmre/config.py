@@ -96,6 +96,12 @@ class TextConfig(Strict):
         "phrases such as `pgmre data phrases` writes (see docs/leakage.md)",
     )
     phrase_max_words: int = Field(6, ge=1, description="words of a phrase kept (TMR/CAMIM keep 6)")
+    caption_segment: bool = Field(
+        False,
+        description="append the image caption (visual.captions.image) to the post as a second segment, "
+        "read by the fine-tuned text encoder (docs/method.md, 'Captions as a second segment')",
+    )
+    caption_segment_max_length: int = Field(64, ge=1, description="caption tokens kept in that segment")
 
 
 class CaptionConfig(Strict):
@@ -258,6 +264,8 @@ class Config(Strict):
                 "visual.source=none gives the model no visual features: set model.use_visual=false "
                 "(and model.use_rpm=false), or choose visual.source image or caption"
             )
+        if self.text.caption_segment and self.visual.captions.image is None:
+            raise ValueError("text.caption_segment appends visual.captions.image: set that caption file")
         return self
 
 

@@ -217,6 +217,12 @@ class MREPipeline:
             dtype=torch.long,
         )
         encodings = self.tokenizer.encode_batch(samples)
+        if self.config.text.caption_segment:
+            encodings = self.tokenizer.append_segments(
+                encodings,
+                self._segment_captions(samples, captions, split),
+                self.config.text.caption_segment_max_length,
+            )
         ds = MREDataset(samples, encodings, labels)
         if self.config.text.phrases is not None:
             if phrases is None:
@@ -235,6 +241,21 @@ class MREPipeline:
             batch = self.visual(split).features(samples, captions=captions, images=images, missing=missing)
             ds.visual = (batch.feats.float(), batch.mask.bool())
         return ds
+
+    def _segment_captions(
+        self, samples: Sequence[Sample], captions: Sequence[str | None] | None, split: str | None
+    ) -> list[str]:
+        """The caption of each sample for ``text.caption_segment``: the given ones, else
+        ``visual.captions.image`` by img_id; none found is an empty segment."""
+        if captions is None:
+            from pgmre.encoders.captions import CaptionTable
+
+            image = self.config.visual.captions.image
+            if image is None:
+                raise ValueError("text.caption_segment needs visual.captions.image (the captions to append)")
+            table = CaptionTable(image, split)
+            captions = [table.get(s.img_id) if s.img_id else None for s in samples]
+        return [c or "" for c in captions]
 
     def _frozen_explanations(
         self, explanations: list[tuple[str, str]]

@@ -244,6 +244,40 @@ class EntityMarkerTokenizer:
 
     # -- explanations ------------------------------------------------------------------------------
 
+    def append_segments(
+        self, encodings: Sequence[Mapping[str, Any]], texts: Sequence[str], max_length: int
+    ) -> list[dict[str, Any]]:
+        """Each encoding with ``texts[i]`` after it as the tokenizer's second segment
+        (``[CLS] post [SEP] caption [SEP]`` for BERT, ``<s> post </s></s> caption </s>`` for MPNet).
+
+        The entity indices do not move; an empty text adds only the separators.
+        """
+        if len(encodings) != len(texts):
+            raise ValueError(f"{len(texts)} segment texts for {len(encodings)} samples")
+        between, after = self._pair_affixes()
+        ids = self.tokenizer(list(texts), add_special_tokens=False, truncation=True, max_length=max_length)
+        result = []
+        for enc, segment in zip(encodings, ids["input_ids"], strict=True):
+            extra = between + list(segment) + after
+            result.append(
+                {
+                    **enc,
+                    "input_ids": enc["input_ids"] + extra,
+                    "attention_mask": enc["attention_mask"] + [1] * len(extra),
+                }
+            )
+        return result
+
+    def _pair_affixes(self) -> tuple[list[int], list[int]]:
+        """What goes between a single sequence's suffix and a second segment, and after the segment."""
+        x, y = (self.tokenizer(w, add_special_tokens=False)["input_ids"] for w in ("x", "y"))
+        full = self.tokenizer("x", "y", add_special_tokens=True)["input_ids"]
+        i = next(k for k in range(len(full)) if full[k : k + len(x)] == x)
+        j = next(k for k in range(i + len(x), len(full)) if full[k : k + len(y)] == y)
+        between, after = full[i + len(x) : j], full[j + len(y) :]
+        suffix = self._suffix
+        return (between[len(suffix) :] if between[: len(suffix)] == suffix else between), after
+
     def encode_explanation(self, text: str) -> dict[str, list[int]]:
         """``input_ids`` and ``attention_mask`` of one entity explanation (no markers)."""
         return self.encode_explanations([text])[0]

@@ -286,7 +286,9 @@ class Predictor:
             dataset = pipeline.dataset(
                 samples,
                 explanations=self._explanations(prepared) if self.uses_explanations else None,
-                captions=[p.caption for p in prepared] if source == "caption" else None,
+                captions=[p.caption for p in prepared]
+                if source == "caption" or pipeline.config.text.caption_segment
+                else None,
                 images=[p.image for p in prepared] if source == "image" else None,
                 # a new post has no grounding phrase (published-protocol models: docs/leakage.md)
                 phrases=[""] * len(samples) if pipeline.uses_phrases else None,
