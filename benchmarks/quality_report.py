@@ -49,6 +49,10 @@ ABLATION = [
 ]
 # (A, B): does B beat A? The steps of Table 2, and PG-MRE against both baselines.
 PAIRS = [
+    # issue 17: the caption as a second text segment
+    ("text-only", "text-caption-segment"),
+    ("full", "full-caption-segment"),
+    ("text-caption-segment", "full-caption-segment"),
     # issue 16: what the label-carrying phrases add, and what label-free entity types add
     ("text-only", "published-text-only"),
     ("base", "published-base"),
@@ -224,13 +228,24 @@ VISUAL_INPUTS = {
 }
 
 
-def visual_table(exps: dict) -> str:
-    """Which caption source helps: the full model with each visual input, and with none."""
+# how the caption is read (issue 17)
+CAPTION_READINGS = {
+    "text-only": "text only: no caption",
+    "text-caption-segment": "text only + CogVLM caption as a second segment (fine-tuned encoder)",
+    "full": "PG-MRE: captions as frozen pooled vectors (default)",
+    "full-caption-segment": "PG-MRE: the same + CogVLM caption as a second segment",
+}
+
+
+def visual_table(
+    exps: dict, inputs: dict[str, str] = VISUAL_INPUTS, what: str = "visual input of the full model"
+) -> str:
+    """Which caption source (or reading of it) helps, against the same model without it."""
     rows = [
-        "| visual input of the full model | Acc | P | R | F1 | US accuracy | UT accuracy |",
+        f"| {what} | Acc | P | R | F1 | US accuracy | UT accuracy |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for name, what in VISUAL_INPUTS.items():
+    for name, what in inputs.items():
         if name not in exps:
             continue
         v, sub = exps[name]["val"], exps[name]["subsets"]
@@ -405,6 +420,8 @@ def main() -> None:
             f"#### Paired bootstrap on val micro-F1 ({args.resamples} resamples)\n\n"
             + significance_table(exps, args.resamples, _gold(args.val)),
             "#### Visual source of the full model\n\n" + visual_table(exps),
+            "#### How the caption is read\n\n"
+            + visual_table(exps, CAPTION_READINGS, "model and caption reading"),
             "#### Protocols: leak-free, published (label-carrying phrases) and spaCy types\n\n"
             + protocols_table(exps),
             "#### Prototype usage and guidance gates of the PG-MRE runs\n\n"
