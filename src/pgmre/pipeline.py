@@ -245,17 +245,21 @@ class MREPipeline:
     def _segment_captions(
         self, samples: Sequence[Sample], captions: Sequence[str | None] | None, split: str | None
     ) -> list[str]:
-        """The caption of each sample for ``text.caption_segment``: the given ones, else
-        ``visual.captions.image`` by img_id; none found is an empty segment."""
-        if captions is None:
+        """The caption of each sample for ``text.caption_segment``: the given one, else
+        ``visual.captions.image``'s by img_id; none found is an empty segment."""
+        given = list(captions) if captions is not None else [None] * len(samples)
+        image = self.config.visual.captions.image
+        if image is None:
+            raise ValueError("text.caption_segment needs visual.captions.image (the captions to append)")
+        if any(c is None and s.img_id for c, s in zip(given, samples, strict=True)):
             from pgmre.encoders.captions import CaptionTable
 
-            image = self.config.visual.captions.image
-            if image is None:
-                raise ValueError("text.caption_segment needs visual.captions.image (the captions to append)")
             table = CaptionTable(image, split)
-            captions = [table.get(s.img_id) if s.img_id else None for s in samples]
-        return [c or "" for c in captions]
+            given = [
+                table.get(s.img_id) if c is None and s.img_id else c
+                for c, s in zip(given, samples, strict=True)
+            ]
+        return [c or "" for c in given]
 
     def _frozen_explanations(
         self, explanations: list[tuple[str, str]]
