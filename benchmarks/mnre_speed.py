@@ -88,10 +88,10 @@ def measure_variant(
 
     from pgmre.config import load_config
     from pgmre.data.mnre import load_samples
-    from pgmre.evaluate.inference import move_batch, predict_dataset
+    from pgmre.evaluate.inference import move_batch, predict_dataset, sample_lengths
     from pgmre.pipeline import MREPipeline
     from pgmre.precision import autocast
-    from pgmre.train.batching import epoch_batches, sample_lengths
+    from pgmre.train.batching import epoch_batches
     from pgmre.train.optim import build_optimizer
 
     os.chdir(ROOT)
