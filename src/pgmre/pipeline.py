@@ -249,8 +249,7 @@ class MREPipeline:
         ``visual.captions.image``'s by img_id; none found is an empty segment."""
         given = list(captions) if captions is not None else [None] * len(samples)
         image = self.config.visual.captions.image
-        if image is None:
-            raise ValueError("text.caption_segment needs visual.captions.image (the captions to append)")
+        assert image is not None  # Config refuses text.caption_segment without it
         if any(c is None and s.img_id for c, s in zip(given, samples, strict=True)):
             from pgmre.encoders.captions import CaptionTable
 
