@@ -57,6 +57,8 @@ LABELS = {
     "types-full": "PG-MRE + spaCy entity types (leak-free)",
     "text-caption-segment": "Text only + CogVLM caption as a second segment",
     "full-caption-segment": "PG-MRE + CogVLM caption as a second segment",
+    "base-caption-tokens": "Base, CogVLM caption tokens as F_V",
+    "full-caption-tokens": "PG-MRE, CogVLM caption tokens as F_V",
 }
 
 

@@ -99,6 +99,17 @@ EXPERIMENTS: dict[str, tuple[str, str, list[str]]] = {
         ["visual.source=none", "text.caption_segment=true", "train.length_buckets=0"],
     ),
     "full-caption-segment": ("captions", "full", ["text.caption_segment=true", "train.length_buckets=0"]),
+    # the caption's token states through the fine-tuned encoder as F_V (the analogue of ViT patch tokens)
+    "base-caption-tokens": (
+        "captions",
+        "base",
+        ["visual.captions.image_tokens=true", "train.length_buckets=0"],
+    ),
+    "full-caption-tokens": (
+        "captions",
+        "full",
+        ["visual.captions.image_tokens=true", "train.length_buckets=0"],
+    ),
 }
 
 

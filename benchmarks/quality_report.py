@@ -53,6 +53,8 @@ PAIRS = [
     ("text-only", "text-caption-segment"),
     ("full", "full-caption-segment"),
     ("text-caption-segment", "full-caption-segment"),
+    ("base", "base-caption-tokens"),
+    ("full", "full-caption-tokens"),
     # issue 16: what the label-carrying phrases add, and what label-free entity types add
     ("text-only", "published-text-only"),
     ("base", "published-base"),
@@ -232,8 +234,11 @@ VISUAL_INPUTS = {
 CAPTION_READINGS = {
     "text-only": "text only: no caption",
     "text-caption-segment": "text only + CogVLM caption as a second segment (fine-tuned encoder)",
+    "base": "Base: captions as frozen pooled vectors (default)",
+    "base-caption-tokens": "Base: CogVLM caption's token states (fine-tuned encoder) as F_V",
     "full": "PG-MRE: captions as frozen pooled vectors (default)",
     "full-caption-segment": "PG-MRE: the same + CogVLM caption as a second segment",
+    "full-caption-tokens": "PG-MRE: CogVLM caption's token states (fine-tuned encoder) as F_V",
 }
 
 

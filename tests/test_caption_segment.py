@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from pgmre.config import config_from_dict
 from pgmre.data.mnre import load_samples
@@ -86,3 +88,87 @@ def test_the_segment_needs_a_caption_file() -> None:
 
     with pytest.raises(ConfigError, match=r"visual\.captions\.image"):
         config_from_dict({"text": {"caption_segment": True}})
+
+
+# ---------------------------------------------------------------- visual.captions.image_tokens
+
+
+def _token_config(ds: SyntheticDataset, tmp_path: Path) -> dict:
+    raw = tiny_config(ds, make_tiny_bert(tmp_path / "bert"), tmp_path, train={"epochs": 2})
+    raw["visual"]["captions"]["image_tokens"] = True
+    raw["visual"]["captions"]["image_tokens_max_length"] = 12
+    return raw
+
+
+def test_caption_tokens_are_the_image_sequence(synthetic_dataset: SyntheticDataset, tmp_path: Path) -> None:
+    pipeline = MREPipeline.from_config(config_from_dict(_token_config(synthetic_dataset, tmp_path)))
+    samples = load_samples(synthetic_dataset.test, pipeline.vocab)[:4]
+    ds = pipeline.dataset(samples)
+    table = CaptionTable(str(synthetic_dataset.captions_a))
+    for sample, enc in zip(samples, ds.caption_tokens or [], strict=True):
+        expected = pipeline.tokenizer.tokenizer(
+            table.get(sample.img_id or "") or "", truncation=True, max_length=12
+        )
+        assert enc["input_ids"] == expected["input_ids"]
+    batch = pipeline.collate([ds[i] for i in range(len(samples))])
+    assert batch["caption_input_ids"].shape[0] == 4 and batch["caption_input_ids"].shape[1] <= 12
+    model = pipeline.build_model().eval()
+    assert model.caption_proj is not None
+    with torch.no_grad():
+        before = model(batch).logits
+        # the caption's words now reach the classifier: another caption changes the output ...
+        other = pipeline.collate(
+            [pipeline.dataset(samples, captions=["zebra zebra zebra"] * 4)[i] for i in range(4)]
+        )
+        zebra = {**batch, **{k: other[k] for k in ("caption_input_ids", "caption_attention_mask")}}
+        assert not torch.allclose(before, model(zebra).logits)
+        # ... while the frozen pooled image vector (slot 0) no longer does
+        shifted = dict(batch, visual_feats=batch["visual_feats"].clone())
+        shifted["visual_feats"][:, 0] += 5.0
+        assert torch.allclose(before, model(shifted).logits)
+        # a sample without an image caption keeps no F_V token: its caption tokens are ignored
+        no_image = batch["visual_mask"].clone()
+        no_image[:, 0] = False
+        assert torch.allclose(
+            model(dict(batch, visual_mask=no_image)).logits,
+            model(dict(zebra, visual_mask=no_image)).logits,
+            atol=1e-6,
+        )
+    # the switch survives save_pretrained / from_pretrained
+    model.save_pretrained(tmp_path / "saved")
+    loaded = pipeline.load_model(tmp_path / "saved")
+    assert loaded.use_caption_tokens
+    with torch.no_grad():
+        assert torch.allclose(loaded(batch).logits, before, atol=1e-6)
+
+
+def test_caption_tokens_train_end_to_end(synthetic_dataset: SyntheticDataset, tmp_path: Path) -> None:
+    from pgmre.serve.predictor import Predictor
+    from pgmre.train.run import run_training
+
+    summary = run_training(config_from_dict(_token_config(synthetic_dataset, tmp_path)), tmp_path / "run")
+    rows = [json.loads(x) for x in (summary.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and all(r["train_loss"] > 0 for r in rows)
+    predictor = Predictor.from_pretrained(summary.run_dir)
+    text = "Ada Lovelace worked with Charles Babbage"
+    a = predictor.predict(text, "Ada Lovelace", "Charles Babbage", caption="two people at a desk", top_k=3)
+    b = predictor.predict(text, "Ada Lovelace", "Charles Babbage", caption="a red bus in the rain", top_k=3)
+    assert a.top_k != b.top_k
+
+
+@pytest.mark.parametrize(
+    ("visual", "model"),
+    [
+        ({"source": "none"}, {"use_visual": False, "use_rpm": False}),
+        ({"source": "caption"}, {"use_visual": False, "use_rpm": False}),
+    ],
+)
+def test_caption_tokens_need_the_caption_visual_path(visual: dict, model: dict) -> None:
+    from pgmre.config import ConfigError
+
+    raw = {
+        "visual": {**visual, "captions": {"image": "c.json", "image_tokens": True}},
+        "model": {**model, "use_explanations": False, "use_apm": False},
+    }
+    with pytest.raises(ConfigError, match="image_tokens"):
+        config_from_dict(raw)

@@ -118,6 +118,12 @@ class CaptionConfig(Strict):
     normalize: bool = Field(
         True, description="L2-normalise the mean-pooled caption vectors (sentence-transformers)"
     )
+    image_tokens: bool = Field(
+        False,
+        description="F_V is the image caption's token states through the fine-tuned text encoder (the "
+        "analogue of ViT patch tokens), not one frozen pooled vector (docs/method.md, 'Caption tokens')",
+    )
+    image_tokens_max_length: int = Field(64, ge=4, description="caption tokens kept for image_tokens")
 
 
 class CropConfig(Strict):
@@ -266,6 +272,13 @@ class Config(Strict):
             )
         if self.text.caption_segment and self.visual.captions.image is None:
             raise ValueError("text.caption_segment appends visual.captions.image: set that caption file")
+        if self.visual.captions.image_tokens and (
+            self.visual.source != "caption" or self.visual.captions.image is None or not self.model.use_visual
+        ):
+            raise ValueError(
+                "visual.captions.image_tokens reads visual.captions.image as the image-level visual "
+                "sequence: it needs visual.source=caption, that caption file and model.use_visual=true"
+            )
         return self
 
 

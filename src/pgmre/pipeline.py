@@ -45,6 +45,7 @@ class MREDataset(Dataset):
         | None = None,
         visual: tuple[torch.Tensor, torch.Tensor] | None = None,
         phrases: list[dict[str, Any]] | None = None,
+        caption_tokens: list[dict[str, Any]] | None = None,
     ) -> None:
         self.samples = list(samples)
         self.encodings = encodings
@@ -55,6 +56,7 @@ class MREDataset(Dataset):
         self.explanation_states = explanation_states
         self.visual = visual
         self.phrases = phrases  # encoded ``text.phrases``, one per sample
+        self.caption_tokens = caption_tokens  # encoded image captions (``visual.captions.image_tokens``)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -73,6 +75,8 @@ class MREDataset(Dataset):
             )
         if self.phrases is not None:
             item["phrase"] = self.phrases[i]
+        if self.caption_tokens is not None:
+            item["caption"] = self.caption_tokens[i]
         if self.visual is not None:
             item["visual_feats"] = self.visual[0][i]
             item["visual_mask"] = self.visual[1][i]
@@ -156,6 +160,10 @@ class MREPipeline:
     def uses_visual(self) -> bool:
         return self.config.model.use_visual and self.config.visual.source != "none"
 
+    @property
+    def uses_caption_tokens(self) -> bool:
+        return self.uses_visual and self.config.visual.captions.image_tokens
+
     def visual(self, split: str | None = None) -> Any:
         """The visual provider of a split (``{split}`` in paths; HVPNeT crop dicts are per split)."""
         if split not in self._visual:
@@ -220,10 +228,15 @@ class MREPipeline:
         if self.config.text.caption_segment:
             encodings = self.tokenizer.append_segments(
                 encodings,
-                self._segment_captions(samples, captions, split),
+                self._image_captions(samples, captions, split),
                 self.config.text.caption_segment_max_length,
             )
         ds = MREDataset(samples, encodings, labels)
+        if self.uses_caption_tokens:
+            ds.caption_tokens = self.tokenizer.encode_captions(
+                self._image_captions(samples, captions, split),
+                self.config.visual.captions.image_tokens_max_length,
+            )
         if self.config.text.phrases is not None:
             if phrases is None:
                 from pgmre.data.phrases import phrases_for
@@ -242,14 +255,14 @@ class MREPipeline:
             ds.visual = (batch.feats.float(), batch.mask.bool())
         return ds
 
-    def _segment_captions(
+    def _image_captions(
         self, samples: Sequence[Sample], captions: Sequence[str | None] | None, split: str | None
     ) -> list[str]:
-        """The caption of each sample for ``text.caption_segment``: the given one, else
-        ``visual.captions.image``'s by img_id; none found is an empty segment."""
+        """The caption of each sample for ``text.caption_segment`` and ``visual.captions.image_tokens``:
+        the given one, else ``visual.captions.image``'s by img_id; none found is an empty text."""
         given = list(captions) if captions is not None else [None] * len(samples)
         image = self.config.visual.captions.image
-        assert image is not None  # Config refuses text.caption_segment without it
+        assert image is not None  # Config refuses caption_segment and image_tokens without it
         if any(c is None and s.img_id for c, s in zip(given, samples, strict=True)):
             from pgmre.encoders.captions import CaptionTable
 
@@ -290,6 +303,10 @@ class MREPipeline:
             phrases = pad_batch([it["phrase"] for it in items], self.tokenizer.pad_token_id)
             batch["phrase_input_ids"] = phrases["input_ids"]
             batch["phrase_attention_mask"] = phrases["attention_mask"]
+        if "caption" in items[0]:
+            caption = pad_batch([it["caption"] for it in items], self.tokenizer.pad_token_id)
+            batch["caption_input_ids"] = caption["input_ids"]
+            batch["caption_attention_mask"] = caption["attention_mask"]
         if "visual_feats" in items[0]:
             batch["visual_feats"] = torch.stack([it["visual_feats"] for it in items])
             batch["visual_mask"] = torch.stack([it["visual_mask"] for it in items])
@@ -309,6 +326,7 @@ class MREPipeline:
             explanation_encoder=self.config.text.explanation_encoder,
             num_visual_slots=visual.num_slots if visual is not None else None,
             use_phrases=self.uses_phrases,
+            use_caption_tokens=self.uses_caption_tokens,
         )
 
     def load_model(self, directory: str | Path) -> Any:

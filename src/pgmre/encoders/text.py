@@ -286,6 +286,10 @@ class EntityMarkerTokenizer:
         """Explanations truncated to ``explanation_max_length`` tokens, one tokenizer call."""
         return self._encode_plain(texts, self.explanation_max_length)
 
+    def encode_captions(self, texts: Sequence[str], max_length: int) -> list[dict[str, list[int]]]:
+        """Image captions as their own sequences (``visual.captions.image_tokens``), one tokenizer call."""
+        return self._encode_plain(texts, max_length)
+
     def _encode_plain(self, texts: Sequence[str], max_length: int) -> list[dict[str, list[int]]]:
         """Texts without entity markers, with the encoder's special tokens, in one tokenizer call."""
         if not texts:

@@ -78,7 +78,9 @@ class PGMRE(nn.Module):
     ``explanation_dim`` (default: the encoder width). ``num_visual_slots``: 1+m, checked against the
     batch when given; 1 builds no object-level branch. ``use_phrases``: the batch carries per-sample
     phrases (``text.phrases``, TMR/CAMIM's published protocol) that the visual slots attend to and whose
-    summed token states join MLP_final's input (docs/method.md, "Phrases").
+    summed token states join MLP_final's input (docs/method.md, "Phrases"). ``use_caption_tokens``: the
+    batch carries the image caption's tokens, whose fine-tuned encoder states replace the image slot as
+    F_V (``visual.captions.image_tokens``; docs/method.md, "Caption tokens as F_V").
     """
 
     def __init__(
@@ -92,6 +94,7 @@ class PGMRE(nn.Module):
         num_visual_slots: int | None = None,
         explanation_dim: int | None = None,
         use_phrases: bool = False,
+        use_caption_tokens: bool = False,
     ) -> None:
         super().__init__()
         if explanation_encoder not in ("shared", "frozen"):
@@ -104,6 +107,7 @@ class PGMRE(nn.Module):
         self.explanation_encoder: ExplanationEncoder = explanation_encoder
         self.num_visual_slots = num_visual_slots
         self.use_phrases = use_phrases
+        self.use_caption_tokens = use_caption_tokens
 
         self.text_encoder: PreTrainedModel = _build_text_encoder(text_encoder)
         embeddings = self.text_encoder.get_input_embeddings()
@@ -137,9 +141,14 @@ class PGMRE(nn.Module):
         self.rel_quantizer: EMAVectorQuantizer | None = None
         self.fuse_image: CrossAttention | None = None
         self.fuse_objects: CrossAttention | None = None
+        self.caption_proj: Projection | None = None
+        if use_caption_tokens and not cfg.use_visual:
+            raise ValueError("use_caption_tokens feeds the visual branch: it needs cfg.use_visual")
         if cfg.use_visual:
             has_objects = num_visual_slots is None or num_visual_slots > 1
             self.visual_proj = Projection(visual_dim, d, p)
+            if use_caption_tokens:
+                self.caption_proj = Projection(d, d, p)  # the caption's T_W-like states -> F_V
             if cfg.use_explanations:
                 gated = cfg.guidance_gate
                 self.guide_image = ResidualCrossAttention(d, cfg.num_heads, p, gated)  # eq. (9)
@@ -241,6 +250,9 @@ class PGMRE(nn.Module):
         f = self.visual_proj(feats.to(self.classifier.weight.dtype))
         f_v, f_o = f[:, :1], f[:, 1:]  # eq. (1): F_I = {F_V, F_O}
         mask_v, mask_o = mask[:, :1], mask[:, 1:]
+        if self.caption_proj is not None:
+            f_v, mask_v = self._encode_caption_tokens(batch, mask_v)
+            mask = torch.cat([mask_v, mask_o], dim=1)
         has_objects = self.fuse_objects is not None and f_o.shape[1] > 0
 
         r_v, r_o = f_v, f_o  # Base: the visual features themselves enter the fusion
@@ -332,6 +344,17 @@ class PGMRE(nn.Module):
         out = self.text_encoder(input_ids=ids, attention_mask=mask)
         return self.text_proj(out.last_hidden_state), mask.bool()
 
+    def _encode_caption_tokens(self, batch: Mapping[str, Any], image_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """F_V [B, Lc, d] from the image caption's tokens through the fine-tuned encoder, and its mask.
+
+        A sample whose image slot is empty (no caption found) keeps no F_V token at all, as before.
+        """
+        ids = _require(batch, "caption_input_ids", "visual.captions.image_tokens")
+        mask = _require(batch, "caption_attention_mask", "visual.captions.image_tokens")
+        assert self.caption_proj is not None
+        out = self.text_encoder(input_ids=ids, attention_mask=mask)
+        return self.caption_proj(self.text_proj(out.last_hidden_state)), mask.bool() & image_mask
+
     @staticmethod
     def _pooled(out: Any) -> Tensor:
         """The pooler output (the paper's sentence-level feature); the [CLS] state for encoders without one."""
@@ -404,6 +427,7 @@ class PGMRE(nn.Module):
             "num_visual_slots": self.num_visual_slots,
             "explanation_dim": self.explanation_dim,
             "use_phrases": self.use_phrases,
+            "use_caption_tokens": self.use_caption_tokens,
         }
 
     def save_pretrained(self, directory: str | Path) -> None:
@@ -455,4 +479,5 @@ class PGMRE(nn.Module):
             num_visual_slots=meta["num_visual_slots"],
             explanation_dim=meta["explanation_dim"],
             use_phrases=meta.get("use_phrases", False),
+            use_caption_tokens=meta.get("use_caption_tokens", False),
         )
