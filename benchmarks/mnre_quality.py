@@ -205,7 +205,13 @@ def main() -> None:
         choices=["ablation", "prototypes", "visual", "controls", "fixes", "protocols", "all"],
         default="all",
     )
-    parser.add_argument("--only", nargs="*", help="experiment names (default: the whole group)")
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        choices=sorted(EXPERIMENTS),
+        metavar="NAME",
+        help="experiments (default: the group)",
+    )
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench")
     parser.add_argument("overrides", nargs="*", help="extra key=value overrides for every experiment")
