@@ -20,6 +20,7 @@ model and records the measured wall time of each. Results: ``benchmarks/results/
 
     python benchmarks/mnre_speed.py --variants text-only base full --encoders minilm mpnet
     python benchmarks/mnre_speed.py --variants full --buckets 0 50 --optimizers for-loop fused
+    python benchmarks/mnre_speed.py --variants text-only --precisions fp32 --compile off on
     python benchmarks/mnre_speed.py --scaling
 """
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import json
 import os
 import platform
@@ -35,6 +37,7 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from common import ROOT, TRAIN, VAL, save_results, train_command
 
@@ -80,9 +83,13 @@ def measure_variant(
     encoder: str = "minilm",
     buckets: int = 50,
     optimizer_impl: str = "auto",
+    compiled: bool = False,
 ) -> dict:
     """Runs in its own process: prepare data, time training steps (as the trainer runs them: the epoch's
-    bucketed batches, autocast, clipping, the configured AdamW kernel) and inference."""
+    bucketed batches, autocast, clipping, the configured AdamW kernel) and inference.
+
+    ``compiled``: the text encoder under ``torch.compile(dynamic=True)`` (Inductor); its compilation
+    happens in the warm-up steps, whose time is reported apart."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -114,6 +121,11 @@ def measure_variant(
     prep_seconds = time.perf_counter() - started
 
     model = pipeline.build_model()
+    # FLOPs are counted afterwards on an eager copy (so the prototype EMA and the RNG of the timed model
+    # are untouched, and the counter sees every op); the optimizer is excluded.
+    counter_model = copy.deepcopy(model)
+    if compiled:
+        model.text_encoder.compile(dynamic=True)
     optimizer, scheduler = build_optimizer(model, config.train, total_steps=steps + 3)
     model.train()
     bs = config.train.batch_size
@@ -123,6 +135,7 @@ def measure_variant(
     if len(batches) <= 3:
         raise SystemExit(f"{len(batches)} full batches: give more --train-samples (3 are warm-up)")
     step_times, optimizer_times, tokens = [], [], []
+    warmup_started, warmup_seconds = time.perf_counter(), 0.0
     for step, indices in enumerate(batches):
         t0 = time.perf_counter()
         batch = move_batch(pipeline.collate([train_set[i] for i in indices]), torch.device("cpu"))
@@ -134,15 +147,14 @@ def measure_variant(
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
+        if step == 2:
+            warmup_seconds = time.perf_counter() - warmup_started
         if step >= 3:
             step_times.append(time.perf_counter() - t0)
             optimizer_times.append(time.perf_counter() - t1)
             tokens.append(_padded_tokens(batch))
     seconds_per_step = sum(step_times) / len(step_times)
 
-    # FLOPs of forward + backward of every timed batch, counted afterwards on a copy of the model (so
-    # the prototype EMA and the RNG of the model timed below are untouched); the optimizer is excluded.
-    counter_model = copy.deepcopy(model)
     flops = 0
     for indices in batches[3:]:
         batch = move_batch(pipeline.collate([train_set[i] for i in indices]), torch.device("cpu"))
@@ -154,6 +166,8 @@ def measure_variant(
     flops_per_step = flops / len(step_times)
 
     model.eval()
+    warm = torch.utils.data.Subset(val_set, range(min(128, len(val_set))))
+    predict_dataset(model, warm, pipeline.collate, batch_size=64, precision=precision)  # (re)compiles here
     t0 = time.perf_counter()
     predict_dataset(model, val_set, pipeline.collate, batch_size=64, precision=precision)
     infer64 = len(val_set) / (time.perf_counter() - t0)
@@ -168,6 +182,8 @@ def measure_variant(
         "precision": precision,
         "length_buckets": buckets,
         "optimizer_impl": optimizer_impl,
+        "compiled": compiled,
+        "warmup_seconds_3_steps": round(warmup_seconds, 1),
         "train_samples_prepared": len(train_samples),
         "val_samples": len(val_samples),
         "data_prep_seconds": round(prep_seconds, 1),
@@ -210,7 +226,8 @@ def measure_scaling(fractions: list[float]) -> list[dict]:
 
 
 def _key(row: dict) -> str:
-    return f"{row['encoder']}/{row['variant']}/{row['precision']}/buckets{row['length_buckets']}/{row['optimizer_impl']}"
+    key = f"{row['encoder']}/{row['variant']}/{row['precision']}/buckets{row['length_buckets']}/{row['optimizer_impl']}"
+    return key + ("/compiled" if row.get("compiled") else "")
 
 
 def _speedups(rows: dict) -> dict:
@@ -241,16 +258,20 @@ def main() -> None:
     parser.add_argument("--precisions", nargs="*", default=["fp32", "bf16"], choices=["fp32", "bf16"])
     parser.add_argument("--buckets", nargs="*", type=int, default=[50], help="train.length_buckets values")
     parser.add_argument("--optimizers", nargs="*", default=["auto"], help="train.optimizer_impl values")
+    parser.add_argument(
+        "--compile", nargs="*", default=["off"], choices=["off", "on"], help="torch.compile the text encoder"
+    )
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--batch1-samples", type=int, default=100)
     parser.add_argument("--train-samples", type=int, help="prepare only the first N training samples")
     parser.add_argument("--val-samples", type=int, help="infer on only the first N val samples")
     parser.add_argument("--scaling", action="store_true", help="real one-epoch runs at 25/50/100%% of train")
     parser.add_argument("--fractions", nargs="*", type=float, default=[0.25, 0.5, 1.0], help="with --scaling")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="JSON to update (default: %(default)s)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        encoder, variant, precision, buckets, optimizer_impl = args.worker.split(",")
+        encoder, variant, precision, buckets, optimizer_impl, compiled = args.worker.split(",")
         row = measure_variant(
             variant,
             args.steps,
@@ -261,6 +282,7 @@ def main() -> None:
             encoder=encoder,
             buckets=int(buckets),
             optimizer_impl=optimizer_impl,
+            compiled=compiled == "on",
         )
         print(json.dumps(row))
         return
@@ -268,7 +290,7 @@ def main() -> None:
 
     from pgmre.precision import cpu_flags, cpu_has_bf16_units, cpu_model_name
 
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results = json.loads(args.results.read_text()) if args.results.exists() else {}
     machine = {
         "cpus": os.cpu_count(),
         "cpu_model": cpu_model_name(),
@@ -288,7 +310,7 @@ def main() -> None:
         done = {row["fraction"]: row for row in results.get("scaling", [])}
         done.update({row["fraction"]: row for row in measure_scaling(args.fractions)})
         results["scaling"] = [done[f] for f in sorted(done)]
-        save_results(RESULTS, results)
+        save_results(args.results, results)
         return
     machine["matmul_2048_gflops"] = {p: round(matmul_peak(p), 1) for p in ("fp32", "bf16")}
     print(json.dumps(machine), flush=True)
@@ -299,9 +321,9 @@ def main() -> None:
     for encoder in args.encoders:
         for variant in args.variants:
             for buckets in args.buckets:
-                for optimizer_impl in args.optimizers:
+                for optimizer_impl, compiled in itertools.product(args.optimizers, args.compile):
                     for precision in args.precisions:
-                        spec = ",".join([encoder, variant, precision, str(buckets), optimizer_impl])
+                        spec = ",".join([encoder, variant, precision, str(buckets), optimizer_impl, compiled])
                         cmd = [sys.executable, __file__, "--worker", spec, "--steps", str(args.steps)]
                         cmd += ["--batch1-samples", str(args.batch1_samples)]
                         if args.train_samples:
@@ -315,7 +337,7 @@ def main() -> None:
                         row["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
                         rows[_key(row)] = row
                         section["bf16_speedup"] = _speedups(rows)
-                        save_results(RESULTS, results)
+                        save_results(args.results, results)
                         print(json.dumps(row), flush=True)
 
 
