@@ -127,6 +127,9 @@ def test_caption_tokens_are_the_image_sequence(synthetic_dataset: SyntheticDatas
         shifted["visual_feats"][:, 0] += 5.0
         assert torch.allclose(before, model(shifted).logits)
         # a sample without an image caption keeps no F_V token: its caption tokens are ignored
+        # a blank given caption is no caption: the file's is read, as for the pooled slot
+        blank_given = pipeline.dataset(samples, captions=[" "] * 4).caption_tokens
+        assert blank_given == ds.caption_tokens
         no_image = batch["visual_mask"].clone()
         no_image[:, 0] = False
         assert torch.allclose(

@@ -260,7 +260,12 @@ class MREPipeline:
     ) -> list[str]:
         """The caption of each sample for ``text.caption_segment`` and ``visual.captions.image_tokens``:
         the given one, else ``visual.captions.image``'s by img_id; none found is an empty text."""
-        given = list(captions) if captions is not None else [None] * len(samples)
+        # a blank given caption counts as none, as the visual provider's look-up treats it
+        given = (
+            [c if c and c.strip() else None for c in captions]
+            if captions is not None
+            else [None] * len(samples)
+        )
         image = self.config.visual.captions.image
         assert image is not None  # Config refuses caption_segment and image_tokens without it
         if any(c is None and s.img_id for c, s in zip(given, samples, strict=True)):
