@@ -307,10 +307,22 @@ def _predictions(exp: dict) -> list[str]:
     return [json.loads(line)["relation"] for line in path.read_text().splitlines() if line.strip()]
 
 
-def significance_table(exps: dict, resamples: int, gold: list[str]) -> str:
+_BOOTSTRAPS: dict[tuple[str, str, int], dict] = {}
+
+
+def _paired(exps: dict, a: str, b: str, resamples: int, gold: list[str]) -> dict:
+    """The paired bootstrap of B against A on val, computed once per pair for both tables."""
     from pgmre.evaluate.significance import paired_bootstrap
     from pgmre.labels import RelationVocab
 
+    key = (a, b, resamples)
+    if key not in _BOOTSTRAPS:
+        pred_a, pred_b = _predictions(exps[a]), _predictions(exps[b])
+        _BOOTSTRAPS[key] = paired_bootstrap(gold, pred_a, pred_b, RelationVocab.mnre(), resamples=resamples)
+    return _BOOTSTRAPS[key]
+
+
+def significance_table(exps: dict, resamples: int, gold: list[str]) -> str:
     rows = [
         "| A → B | F1 A | F1 B | ΔF1 | 95% interval of Δ | p(B not better) |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -318,8 +330,7 @@ def significance_table(exps: dict, resamples: int, gold: list[str]) -> str:
     for a, b in PAIRS:
         if a not in exps or b not in exps:
             continue
-        pred_a, pred_b = _predictions(exps[a]), _predictions(exps[b])
-        r = paired_bootstrap(gold, pred_a, pred_b, RelationVocab.mnre(), resamples=resamples)
+        r = _paired(exps, a, b, resamples, gold)
         lo, hi = r["delta_95"]
         cells = [
             f"{a} → {b}",
@@ -334,9 +345,6 @@ def significance_table(exps: dict, resamples: int, gold: list[str]) -> str:
 
 def module_effects_table(exps: dict, resamples: int, gold: list[str]) -> str:
     """What each step of the ablation adds under each protocol: ΔF1 with its paired-bootstrap interval."""
-    from pgmre.evaluate.significance import paired_bootstrap
-    from pgmre.labels import RelationVocab
-
     protocols = {
         "leak-free": 0,
         "**published protocol** (label-carrying phrases)": 1,
@@ -351,9 +359,7 @@ def module_effects_table(exps: dict, resamples: int, gold: list[str]) -> str:
             if a not in exps or b not in exps:
                 cells.append("not run")
                 continue
-            r = paired_bootstrap(
-                gold, _predictions(exps[a]), _predictions(exps[b]), RelationVocab.mnre(), resamples=resamples
-            )
+            r = _paired(exps, a, b, resamples, gold)
             lo, hi = r["delta_95"]
             cells.append(f"{r['delta']:+.2f} [{lo:+.2f}, {hi:+.2f}]")
         rows.append(f"| {protocol} | " + " | ".join(cells) + " |")

@@ -225,17 +225,19 @@ class MREPipeline:
             dtype=torch.long,
         )
         encodings = self.tokenizer.encode_batch(samples)
+        image_captions = (
+            self._image_captions(samples, captions, split)
+            if self.config.text.caption_segment or self.uses_caption_tokens
+            else []
+        )
         if self.config.text.caption_segment:
             encodings = self.tokenizer.append_segments(
-                encodings,
-                self._image_captions(samples, captions, split),
-                self.config.text.caption_segment_max_length,
+                encodings, image_captions, self.config.text.caption_segment_max_length
             )
         ds = MREDataset(samples, encodings, labels)
         if self.uses_caption_tokens:
             ds.caption_tokens = self.tokenizer.encode_captions(
-                self._image_captions(samples, captions, split),
-                self.config.visual.captions.image_tokens_max_length,
+                image_captions, self.config.visual.captions.image_tokens_max_length
             )
         if self.config.text.phrases is not None:
             if phrases is None:
