@@ -36,6 +36,7 @@ LABELS = {
     "full-refresh100": "PG-MRE, k-means refresh every 100 steps",
     "ent-names": "Base+Ent, entity names as explanations (control)",
     "base-seed43": "Base, seed 43 (control)",
+    "base-bucketed": "Base, length-bucketed batches (control)",
     "ent-seed43": "Base+Ent, seed 43 (control)",
     "full-seed43": "PG-MRE, seed 43 (control)",
     "full-literal": "PG-MRE, literal eqs. (9)-(10): attention to C_all' alone",
@@ -59,6 +60,8 @@ LABELS = {
     "full-caption-segment": "PG-MRE + CogVLM caption as a second segment",
     "base-caption-tokens": "Base, CogVLM caption tokens as F_V",
     "full-caption-tokens": "PG-MRE, CogVLM caption tokens as F_V",
+    "mpnet-text-only": "Text only, MPNet-base encoder",
+    "mpnet-full": "PG-MRE, MPNet-base encoder",
 }
 
 

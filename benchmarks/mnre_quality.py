@@ -7,6 +7,8 @@ resumable: a finished run is skipped, an interrupted one continues from its last
 
     python benchmarks/mnre_quality.py --group ablation --epochs 3
     python benchmarks/mnre_quality.py --only full text-only
+    python benchmarks/mnre_quality.py --epochs 8 --out runs/bench8 \
+        --results benchmarks/results/mnre_quality_8ep.json --only base   # the paper's schedule
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ CAPTIONS = f"{MNRE_DIR}/captions/{{}}_{{{{split}}}}.json"
 PUBLISHED = ["protocol=published", f"text.phrases={MNRE_DIR}/aux/phrase_text_{{split}}.json"]
 # the honest control: the same phrase format with spaCy entity types on every sample (`pgmre data phrases`)
 TYPES = [f"text.phrases={MNRE_DIR}/types/spacy_{{split}}.json"]
+
+# all-mpnet-base-v2 (768-d, BERT-base size) with a checkpoint every ~5 minutes of its training
+MPNET = ["text.encoder=bundled:mpnet", "train.checkpoint_every_steps=150"]
 
 # name -> (group, variant, overrides)
 EXPERIMENTS: dict[str, tuple[str, str, list[str]]] = {
@@ -59,6 +64,8 @@ EXPERIMENTS: dict[str, tuple[str, str, list[str]]] = {
     "full-seed43": ("controls", "full", ["seed=43"]),
     # the literal reading of eqs. (9)-(10): the visual slots attend to C_all' alone (docs/method.md)
     "full-literal": ("controls", "full", ["model.rpm_attention=literal"]),
+    # issue 17: length-bucketed batch order (the default since issue 17) against the plain order of `base`
+    "base-bucketed": ("controls", "base", ["train.length_buckets=50"]),
     "full-k8-seed43": (
         "prototypes",
         "full",
@@ -110,6 +117,10 @@ EXPERIMENTS: dict[str, tuple[str, str, list[str]]] = {
         "full",
         ["visual.captions.image_tokens=true", "train.length_buckets=0"],
     ),
+    # issue 17: the BERT-base-size encoder (about 26 min per epoch in fp32 on 2 AVX2 cores, so these are
+    # meant for `--epochs 8` over several sessions: mid-epoch checkpoints make an interruption cheap)
+    "mpnet-text-only": ("encoders", "text-only", ["visual.source=none", *MPNET]),
+    "mpnet-full": ("encoders", "full", MPNET),
 }
 
 
@@ -202,7 +213,17 @@ def main() -> None:
     )
     parser.add_argument(
         "--group",
-        choices=["ablation", "prototypes", "visual", "controls", "fixes", "protocols", "all"],
+        choices=[
+            "ablation",
+            "prototypes",
+            "visual",
+            "controls",
+            "fixes",
+            "protocols",
+            "captions",
+            "encoders",
+            "all",
+        ],
         default="all",
     )
     parser.add_argument(
@@ -214,10 +235,11 @@ def main() -> None:
     )
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="JSON file the results are merged into")
     parser.add_argument("overrides", nargs="*", help="extra key=value overrides for every experiment")
     args = parser.parse_args()
     names = args.only or [n for n, (g, _, _) in EXPERIMENTS.items() if args.group in ("all", g)]
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"experiments": {}}
+    results = json.loads(args.results.read_text()) if args.results.exists() else {"experiments": {}}
     for name in names:
         print(f"== {name}", flush=True)
         results["experiments"][name] = run_experiment(name, args.epochs, args.out, args.overrides)
@@ -227,7 +249,7 @@ def main() -> None:
             "python": platform.python_version(),
             "torch_threads": __import__("torch").get_num_threads(),
         }
-        save_results(RESULTS, results)
+        save_results(args.results, results)
         print(json.dumps(results["experiments"][name]["val"]), flush=True)
 
 

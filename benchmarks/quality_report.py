@@ -22,6 +22,9 @@ from common import LABELS, ROOT, replace_block
 from common import VAL as VAL_PATH
 
 RESULTS = ROOT / "benchmarks" / "results" / "mnre_quality.json"
+# the same experiments at the paper's 8 epochs (issue 17): `mnre_quality.py --epochs 8 --results ...`
+LONG_RESULTS = ROOT / "benchmarks" / "results" / "mnre_quality_8ep.json"
+LONG = "@8ep"  # suffix of the 8-epoch runs once merged with the 3-epoch ones
 VAL = ROOT / VAL_PATH
 PROBE = ROOT / "benchmarks" / "results" / "prototype_usage.json"
 IMG = ROOT / "docs" / "img"
@@ -366,6 +369,74 @@ def module_effects_table(exps: dict, resamples: int, gold: list[str]) -> str:
     return "\n".join(rows)
 
 
+def merge_long(exps: dict, long: dict) -> dict:
+    """One namespace for both schedules, so the paired bootstrap can compare a run with its longer self."""
+    return {**exps, **{name + LONG: exp for name, exp in long.items()}}
+
+
+def schedule_table(exps: dict, resamples: int, gold: list[str]) -> str:
+    """Each variant at 3 epochs and at the paper's 8: does training longer change the ranking?"""
+    if not any(name.endswith(LONG) for name in exps):
+        return "(not run)"
+    rows = [
+        "| model | 3 epochs: F1 (acc) | 8 epochs: F1 (acc) | Δ 8 − 3 [95% interval] | dev F1 per epoch, "
+        "8 epochs | best epoch | training time (8 epochs) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name in [n for n in LABELS if n + LONG in exps]:
+        long = exps[name + LONG]
+        row = [LABELS[name]]
+        for exp in (exps.get(name), long):
+            row.append("not run" if exp is None else f"{exp['val']['f1']:.2f} ({exp['val']['accuracy']:.2f})")
+        if name in exps:
+            r = _paired(exps, name, name + LONG, resamples, gold)
+            row.append(f"{r['delta']:+.2f} [{r['delta_95'][0]:+.2f}, {r['delta_95'][1]:+.2f}]")
+        else:
+            row.append("–")
+        row.append(" / ".join(f"{f:.1f}" for f in long["dev_f1_per_epoch"]))
+        row.append(str(long["best_epoch"]))
+        row.append(f"{sum(long['epoch_seconds']) / 60:.0f} min")
+        rows.append("| " + " | ".join(row) + " |")
+    steps = [("text-only", "base"), ("base", "full"), ("text-only", "full"), ("base", "ent"), ("ent", "full")]
+    effects = [
+        "| 8 epochs: A → B | F1 A | F1 B | ΔF1 [95% interval] | p(B not better) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for a, b in steps:
+        if a + LONG in exps and b + LONG in exps:
+            r = _paired(exps, a + LONG, b + LONG, resamples, gold)
+            lo, hi = r["delta_95"]
+            effects.append(
+                f"| {LABELS[a]} → {LABELS[b]} | {r['f1_a']:.2f} | {r['f1_b']:.2f} | "
+                f"{r['delta']:+.2f} [{lo:+.2f}, {hi:+.2f}] | {r['p_b_not_better']:.3f} |"
+            )
+    return (
+        "\n".join(rows)
+        + "\n\nWhat each module adds at 8 epochs (paired bootstrap on val):\n\n"
+        + "\n".join(effects)
+    )
+
+
+def plot_schedule(exps: dict, out: Path) -> Path | None:
+    """Val F1 per epoch of the 8-epoch runs, with the same variant's 3-epoch curve dashed."""
+    names = [n for n in LABELS if n + LONG in exps]
+    if not names:
+        return None
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for i, name in enumerate(names):
+        colour = f"C{i}"
+        f1 = exps[name + LONG]["dev_f1_per_epoch"]
+        ax.plot(range(1, len(f1) + 1), f1, "o-", color=colour, label=LABELS[name].split(" (")[0] + ", 8 ep.")
+        if name in exps:
+            short = exps[name]["dev_f1_per_epoch"]
+            ax.plot(range(1, len(short) + 1), short, "s--", color=colour, mfc="none", alpha=0.6)
+    ax.set_xticks(range(1, 9))
+    ax.set_xlabel("epoch (dashed: the 3-epoch run of the same variant)")
+    ax.set_ylabel("val micro-F1 (%)")
+    ax.legend(fontsize=8)
+    return _save(fig, ax, "The paper's 8 epochs against 3 (MiniLM, captions, leak-free)", out)
+
+
 def plot_ablation(exps: dict, out: Path) -> Path | None:
     names = [n for n in ABLATION if n in exps]
     if not names:
@@ -447,6 +518,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--long-results", type=Path, default=LONG_RESULTS, help="the 8-epoch runs")
     parser.add_argument("--img", type=Path, default=IMG)
     parser.add_argument("--val", type=Path, default=VAL, help="the gold file the runs were scored on")
     parser.add_argument("--resamples", type=int, default=2000, help="paired bootstrap resamples")
@@ -457,6 +529,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     exps = json.loads(args.results.read_text())["experiments"]
+    if args.long_results.exists():
+        exps = merge_long(exps, json.loads(args.long_results.read_text())["experiments"])
     args.img.mkdir(parents=True, exist_ok=True)
     tables = "\n\n".join(
         [
@@ -472,6 +546,8 @@ def main() -> None:
             + f"\n\nWhat the PG-MRE modules add under each protocol (val micro-F1, Δ and paired-bootstrap 95% "
             f"interval, {args.resamples} resamples):\n\n"
             + module_effects_table(exps, args.resamples, _gold(args.val)),
+            "#### The paper's schedule: 8 epochs against 3\n\n"
+            + schedule_table(exps, args.resamples, _gold(args.val)),
             "#### Prototype usage and guidance gates of the PG-MRE runs\n\n"
             + other_table(exps, [n for n in LABELS if n.startswith("full") or n.endswith("-gate")]),
         ]
@@ -482,6 +558,7 @@ def main() -> None:
         ("quality_ablation.png", plot_ablation),
         ("quality_curves.png", plot_curves),
         ("quality_prototypes.png", plot_prototypes),
+        ("quality_schedule.png", plot_schedule),
     ):
         path = fn(exps, args.img / name)
         if path:
