@@ -30,6 +30,11 @@ class Progress:
     #: the ``train.length_buckets`` this run's batches were drawn with (``None``: a run older than the
     #: setting, whose batches were plain slices of the shuffled order); a resumed run keeps it
     length_buckets: int | None = None
+    #: the unfinished epoch's time, loss sum and batch count up to the checkpoint, so that a resumed
+    #: epoch still reports its whole time and mean loss
+    epoch_seconds: float = 0.0
+    epoch_loss_sum: float = 0.0
+    epoch_batches: int = 0
 
 
 @contextlib.contextmanager

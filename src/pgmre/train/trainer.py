@@ -283,8 +283,8 @@ class Trainer:
             )
             n_batches = len(batches)
             model.train()
-            started = time.perf_counter()
-            running, seen = 0.0, 0
+            started = time.perf_counter() - progress.epoch_seconds  # a resumed epoch goes on counting
+            running, seen = progress.epoch_loss_sum, progress.epoch_batches
             bar = progress_bar(
                 loader,
                 total=n_batches,
@@ -312,6 +312,8 @@ class Trainer:
                     optimizer.zero_grad(set_to_none=True)
                     progress.global_step += 1
                     bar.set_postfix(loss=f"{running / seen:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+                    progress.epoch_seconds = time.perf_counter() - started
+                    progress.epoch_loss_sum, progress.epoch_batches = running, seen
                     if ckpt_every and progress.global_step % ckpt_every == 0:
                         self._save("last", model, optimizer, scheduler, progress)
                     if self._should_stop():
@@ -339,6 +341,7 @@ class Trainer:
                 record["guidance_gates"] = gates
             progress.epoch += 1
             progress.batch_in_epoch = 0
+            progress.epoch_seconds, progress.epoch_loss_sum, progress.epoch_batches = 0.0, 0.0, 0
             improved = True
             if dev_set is not None and len(dev_set) > 0:  # type: ignore[arg-type]
                 if self.is_main:
