@@ -74,6 +74,7 @@ PAIRS = [
     ("full", "types-full"),
     ("text-only", "base"),
     ("base", "base-bucketed"),
+    ("base-seed43", "base-bucketed"),
     ("base", "ent"),
     ("base", "base-seed43"),
     ("base", "ent-names"),
