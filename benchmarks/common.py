@@ -37,6 +37,7 @@ LABELS = {
     "ent-names": "Base+Ent, entity names as explanations (control)",
     "base-seed43": "Base, seed 43 (control)",
     "base-bucketed": "Base, length-bucketed batches (control)",
+    "base-bucketed-seed43": "Base, length-bucketed batches, seed 43 (control)",
     "ent-seed43": "Base+Ent, seed 43 (control)",
     "full-seed43": "PG-MRE, seed 43 (control)",
     "full-literal": "PG-MRE, literal eqs. (9)-(10): attention to C_all' alone",

@@ -228,10 +228,11 @@ class TrainConfig(Strict):
         "auto", description="CUDA mixed precision through accelerate (precision=fp32 forces no)"
     )
     length_buckets: int = Field(
-        50,
+        0,
         ge=0,
         description="training batches are drawn from shuffled pools of this many batches sorted by "
-        "length (less padding); 0 = plain shuffled order",
+        "length (less padding, 1.2-1.4x faster steps, but about 3 points lower MNRE F1); 0 = plain "
+        "shuffled order",
     )
     optimizer_impl: Literal["auto", "fused", "foreach", "for-loop"] = Field(
         "auto", description="AdamW kernel: auto = fused where torch has it for the device"
