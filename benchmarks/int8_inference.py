@@ -5,7 +5,7 @@ Linear layers, which hold almost all of a step's FLOPs, on a trained run: MNRE v
 at batch 64 and what it does to the predictions. A probe, not a pgmre option: the result decides
 whether one is worth adding.
 
-    python benchmarks/int8_inference.py runs/bench8/base
+    python benchmarks/int8_inference.py runs/bench8/base-bucketed
 """
 
 from __future__ import annotations
