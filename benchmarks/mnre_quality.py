@@ -68,8 +68,8 @@ EXPERIMENTS: dict[str, tuple[str, str, list[str]]] = {
     "full-seed43": ("controls", "full", ["seed=43"]),
     # the literal reading of eqs. (9)-(10): the visual slots attend to C_all' alone (docs/method.md)
     "full-literal": ("controls", "full", ["model.rpm_attention=literal"]),
-    # issue 17: length-bucketed batches (1.2-1.4x faster steps) against the plain shuffled order: they
-    # cost about 3 points of F1 (two seeds of each at 3 epochs), so the plain order is the default
+    # issue 17: length-bucketed batches (1.2-1.4x faster steps) against the plain shuffled order: a
+    # second seed of `base-bucketed` (defined below with the other `<variant>-bucketed` runs)
     "base-bucketed-seed43": ("controls", "base", [BUCKETED, "seed=43"]),
     "full-k8-seed43": (
         "prototypes",
@@ -127,7 +127,7 @@ EXPERIMENTS: dict[str, tuple[str, str, list[str]]] = {
     "mpnet-text-only": ("encoders", "text-only", ["visual.source=none", *MPNET]),
     "mpnet-full": ("encoders", "full", MPNET),
 }
-# ... and each step of the ablation in that order (`base-bucketed` is the 3-epoch control above)
+# each step of the ablation in length-bucketed batches (`base-bucketed`: also the 3-epoch control)
 EXPERIMENTS.update(
     {
         f"{name}-bucketed": ("controls", EXPERIMENTS[name][1], [*EXPERIMENTS[name][2], BUCKETED])
