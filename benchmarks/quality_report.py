@@ -389,6 +389,7 @@ SCHEDULE_VARIANTS = [
     "ent-apm",
     "ent-rpm",
     "full",
+    "full-xdrop",
     "mpnet-text-only",
     "mpnet-full",
 ]
@@ -401,6 +402,9 @@ SCHEDULE_STEPS = [
     ("ent", "ent-apm"),
     ("ent", "ent-rpm"),
     ("ent", "full"),
+    ("full", "full-xdrop"),
+    ("text-only", "full-xdrop"),
+    ("base", "full-xdrop"),
     ("text-only", "mpnet-text-only"),
     ("mpnet-text-only", "mpnet-full"),
     ("full", "mpnet-full"),
