@@ -282,6 +282,9 @@ def test_input_errors_are_explicit(encoder_dir: Path) -> None:
 def test_variant_overrides_are_valid_configs() -> None:
     for variant in VARIANTS:
         ModelConfig.model_validate(variant_overrides(variant))
+        # on a config that trains with explanation dropout, the variants that read explanations keep it
+        with_dropout = ModelConfig.model_validate({"explanation_dropout": 0.5} | variant_overrides(variant))
+        assert with_dropout.explanation_dropout == (0.5 if with_dropout.use_explanations else 0.0)
     with pytest.raises(ValueError, match="unknown model variant"):
         variant_overrides("apm-only")
     with pytest.raises(ValidationError, match="use_rpm needs visual"):

@@ -25,4 +25,14 @@ def variant_overrides(name: str) -> dict[str, Any]:
         visual, explanations, apm, rpm = _VARIANTS[name]
     except KeyError:
         raise ValueError(f"unknown model variant {name!r}; choose from {', '.join(VARIANTS)}") from None
-    return {"use_visual": visual, "use_explanations": explanations, "use_apm": apm, "use_rpm": rpm}
+    fields: dict[str, Any] = {
+        "use_visual": visual,
+        "use_explanations": explanations,
+        "use_apm": apm,
+        "use_rpm": rpm,
+    }
+    if not explanations:
+        # a variant without explanations has none to drop, so a config that trains with explanation
+        # dropout still yields its text-only and Base ablations
+        fields["explanation_dropout"] = 0.0
+    return fields
