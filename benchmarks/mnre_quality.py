@@ -24,7 +24,6 @@ from pathlib import Path
 import yaml
 
 from common import MNRE_DIR, PGMRE, ROOT, TRAIN, VAL, save_results, train_command
-from pgmre.model.variants import variant_overrides
 
 RESULTS = ROOT / "benchmarks" / "results" / "mnre_quality.json"
 CAPTIONS = f"{MNRE_DIR}/captions/{{}}_{{{{split}}}}.json"
@@ -35,9 +34,6 @@ PUBLISHED = ["protocol=published", f"text.phrases={MNRE_DIR}/aux/phrase_text_{{s
 TYPES = [f"text.phrases={MNRE_DIR}/types/spacy_{{split}}.json"]
 
 BUCKETED = "train.length_buckets=50"
-# every experiment here ran without explanation dropout unless its overrides set it (the `-xdrop` ones),
-# whatever configs/cpu.yaml now recommends: pinned, so each name keeps meaning what its results record
-NO_EXPLANATION_DROPOUT = "model.explanation_dropout=0"
 
 # all-mpnet-base-v2 (768-d, BERT-base size) with a checkpoint every ~5 minutes of its training
 MPNET = ["text.encoder=bundled:mpnet", "train.checkpoint_every_steps=150"]
@@ -180,8 +176,7 @@ def run_experiment(name: str, epochs: int, out: Path, extra: list[str]) -> dict:
         if (run / "last").exists():
             cmd = [*PGMRE, "train", "--resume", str(run)]
         else:
-            pinned = [NO_EXPLANATION_DROPOUT] if variant_overrides(variant)["use_explanations"] else []
-            cmd = train_command(variant, run, f"train.epochs={epochs}", *pinned, *overrides, *extra)
+            cmd = train_command(variant, run, f"train.epochs={epochs}", *overrides, *extra)
         train_seconds = _run(cmd, log)
     eval_dir = run / "eval-val"
     eval_seconds = _run(
