@@ -231,8 +231,8 @@ class TrainConfig(Strict):
         0,
         ge=0,
         description="training batches are drawn from shuffled pools of this many batches sorted by "
-        "length (less padding, 1.2-1.4x faster steps; cost Base about 3 points of MNRE F1 after 3 "
-        "epochs, none measurable after 8); 0 = plain shuffled order",
+        "length (less padding, 1.2-1.4x faster steps; cost Base about 3 points of MNRE F1, after 3 "
+        "epochs and after 8); 0 = plain shuffled order",
     )
     optimizer_impl: Literal["auto", "fused", "foreach", "for-loop"] = Field(
         "auto", description="AdamW kernel: auto = fused where torch has it for the device"
