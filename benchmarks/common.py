@@ -63,6 +63,7 @@ LABELS = {
     "full-caption-tokens": "PG-MRE, CogVLM caption tokens as F_V",
     "mpnet-text-only": "Text only, MPNet-base encoder",
     "mpnet-full": "PG-MRE, MPNet-base encoder",
+    "full-paper-lr": "PG-MRE, the paper's lr 2e-5 for every parameter",
 }
 
 

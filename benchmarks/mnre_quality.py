@@ -126,6 +126,9 @@ EXPERIMENTS: dict[str, tuple[str, str, list[str]]] = {
     # meant for `--epochs 8` over several sessions: mid-epoch checkpoints make an interruption cheap)
     "mpnet-text-only": ("encoders", "text-only", ["visual.source=none", *MPNET]),
     "mpnet-full": ("encoders", "full", MPNET),
+    # the paper's one rate, 2e-5, for every parameter (configs/paper.yaml); run it without the command
+    # line's `train.lr=... train.head_lr=...`, which come last and would override these
+    "full-paper-lr": ("schedule", "full", ["train.lr=2e-5", "train.head_lr=2e-5"]),
 }
 # each step of the ablation in length-bucketed batches (`base-bucketed`: also the 3-epoch control)
 EXPERIMENTS.update(

@@ -390,6 +390,7 @@ SCHEDULE_VARIANTS = [
     "ent-rpm",
     "full",
     "full-xdrop",
+    "full-paper-lr",
     "mpnet-text-only",
     "mpnet-full",
 ]
@@ -405,6 +406,8 @@ SCHEDULE_STEPS = [
     ("full", "full-xdrop"),
     ("text-only", "full-xdrop"),
     ("base", "full-xdrop"),
+    ("full", "full-paper-lr"),
+    ("base", "full-paper-lr"),
     ("text-only", "mpnet-text-only"),
     ("mpnet-text-only", "mpnet-full"),
     ("full", "mpnet-full"),
