@@ -126,8 +126,8 @@ EXPERIMENTS: dict[str, tuple[str, str, list[str]]] = {
     # meant for `--epochs 8` over several sessions: mid-epoch checkpoints make an interruption cheap)
     "mpnet-text-only": ("encoders", "text-only", ["visual.source=none", *MPNET]),
     "mpnet-full": ("encoders", "full", MPNET),
-    # the paper's one rate, 2e-5, for every parameter (configs/paper.yaml); run it without the command
-    # line's `train.lr=... train.head_lr=...`, which come last and would override these
+    # the paper's one rate, 2e-5, for every parameter (configs/paper.yaml): run it without rates on the
+    # command line (`_check_overrides` refuses them)
     "full-paper-lr": ("schedule", "full", ["train.lr=2e-5", "train.head_lr=2e-5"]),
 }
 # each step of the ablation in length-bucketed batches (`base-bucketed`: also the 3-epoch control)
@@ -168,8 +168,24 @@ def _check_schedule(run: Path, epochs: int) -> None:
             )
 
 
+def _check_overrides(name: str, overrides: list[str], extra: list[str]) -> None:
+    """Refuse a command-line override that would silently replace one the experiment is defined by
+    (the command line's come last and win), e.g. the usual rates on `full-paper-lr`."""
+    own = dict(o.split("=", 1) for o in overrides)
+    clashes = []
+    for override in extra:
+        key, _, value = override.partition("=")
+        if own.get(key, value) != value:
+            clashes.append(override)
+    if clashes:
+        raise SystemExit(
+            f"{name} sets {', '.join(overrides)}; drop {', '.join(clashes)} from the command line"
+        )
+
+
 def run_experiment(name: str, epochs: int, out: Path, extra: list[str]) -> dict:
     group, variant, overrides = EXPERIMENTS[name]
+    _check_overrides(name, overrides, extra)
     run = out / name
     log = out / f"{name}.log"
     out.mkdir(parents=True, exist_ok=True)
