@@ -87,6 +87,42 @@ def test_phrase_models_round_trip(encoder_dir: Path, tmp_path: Path) -> None:  #
     assert loaded.use_phrases and torch.allclose(loaded(phrase_batch()).logits, model(phrase_batch()).logits)
 
 
+def write_leaky_phrases(dataset: SyntheticDataset, directory: Path) -> str:
+    """Phrases that end with the gold relation's last word, like MNRE's type words: a planted leak."""
+    for split, path in (("train", dataset.train), ("dev", dataset.dev)):
+        samples = load_samples(path)
+        leak = {
+            str(i): f"{s.head.name} {s.tail.name} {s.relation.split('/')[-1]}" for i, s in enumerate(samples)
+        }
+        (directory / f"phrases_{split}.json").write_text(json.dumps(leak))
+    return str(directory / "phrases_{split}.json")
+
+
+def test_a_leak_free_run_that_would_read_a_leaky_input_is_refused(
+    synthetic_dataset: SyntheticDataset,
+    tiny_bert: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Its model card and reports would call it leak-free: refused before training, with the way out."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from pgmre.cli import app
+
+    raw = tiny_config(synthetic_dataset, tiny_bert, tmp_path, train={"epochs": 1})
+    assert raw.get("protocol", "leak-free") == "leak-free"
+    raw["text"]["phrases"] = write_leaky_phrases(synthetic_dataset, tmp_path)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
+    run_dir = tmp_path / "run"
+    result = CliRunner().invoke(
+        app, ["train", "--config", str(tmp_path / "c.yaml"), "--run-dir", str(run_dir)]
+    )
+    assert result.exit_code == 2, result.output
+    assert "LabelLeakError" in result.output and "text.phrases" in result.output
+    assert "protocol=published" in result.output
+    assert not (run_dir / "last").exists() and not (run_dir / "README.md").exists()
+
+
 def test_published_protocol_run_says_so_everywhere(
     synthetic_dataset: SyntheticDataset,
     tiny_bert: Path,  # noqa: F811
@@ -98,15 +134,9 @@ def test_published_protocol_run_says_so_everywhere(
 
     from pgmre.cli import app
 
-    for split, path in (("train", synthetic_dataset.train), ("dev", synthetic_dataset.dev)):
-        samples = load_samples(path)
-        leak = {
-            str(i): f"{s.head.name} {s.tail.name} {s.relation.split('/')[-1]}" for i, s in enumerate(samples)
-        }
-        (tmp_path / f"phrases_{split}.json").write_text(json.dumps(leak))
     raw = tiny_config(synthetic_dataset, tiny_bert, tmp_path, train={"epochs": 1})
     raw["protocol"] = "published"
-    raw["text"]["phrases"] = str(tmp_path / "phrases_{split}.json")
+    raw["text"]["phrases"] = write_leaky_phrases(synthetic_dataset, tmp_path)
     with caplog.at_level(logging.WARNING, logger="pgmre.train.run"):
         summary = run_training(config_from_dict(raw), tmp_path / "run")
     assert PUBLISHED_PROTOCOL_NOTE in caplog.text

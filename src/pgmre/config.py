@@ -241,7 +241,9 @@ class TrainConfig(Strict):
     output_dir: str = "runs"
     run_name: str | None = None
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps (smoke runs)")
-    eval_every_epoch: bool = True
+    eval_every_epoch: bool = Field(
+        True, description="score dev after every epoch and keep the best; false: only after the last one"
+    )
     checkpoint_every_steps: int | None = Field(None, ge=1)
 
 
@@ -253,7 +255,7 @@ class Config(Strict):
     protocol: Literal["leak-free", "published"] = Field(
         "leak-free",
         description="leak-free: no input may reveal the label (the image path fills every object slot, "
-        "`pgmre train` warns, naming any auxiliary input that predicts the label on its own); published: reproduce TMR/CAMIM/HVPNeT's "
+        "`pgmre train` refuses, naming it, any auxiliary input that predicts the label on its own); published: reproduce TMR/CAMIM/HVPNeT's "
         "inputs, label-carrying auxiliary files included (see docs/leakage.md)",
     )
     seed: int = 42

@@ -9,7 +9,7 @@ import typer
 
 from pgmre.cli.common import PrecisionOption, precision_value
 from pgmre.config import ConfigError, load_config
-from pgmre.data.audit import AuxInputError
+from pgmre.data.audit import AuxInputError, LabelLeakError
 from pgmre.data.mnre import DataError
 from pgmre.data.phrases import PhraseFileError
 from pgmre.evaluate.metrics import ScoreError
@@ -31,6 +31,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     OutputPathError,
     PhraseFileError,
     AuxInputError,
+    LabelLeakError,
 )
 
 

@@ -51,6 +51,10 @@ class AuxInputError(ValueError):
     """An auxiliary file that cannot be read, or that does not fit the samples it is audited with."""
 
 
+class LabelLeakError(ValueError):
+    """A run labelled leak-free would read an input that predicts the label on its own (docs/leakage.md)."""
+
+
 @dataclass(frozen=True)
 class AuditThresholds:
     """When a feature counts as label-predictive, and how rare values are handled.

@@ -33,12 +33,14 @@ def default_run_dir(config: Config) -> Path:
 
 
 def _audit_aux_inputs(config: Config, train_samples: list, pipeline: MREPipeline) -> Any:
-    """Warn, naming the input, when an auxiliary input the model reads predicts the label on its own.
+    """Name every auxiliary input the model reads that predicts the label on its own, before training.
 
     The audit is ``pgmre data audit`` cross-validated on the training data (seconds); the run keeps it as
-    ``audit.json``/``audit.md``. A flagged input in a run labelled leak-free is said to make it not so.
+    ``audit.json``/``audit.md``. A published-protocol run is told which inputs carry the label; a run
+    labelled leak-free that would read one is refused, because its model card and reports would call
+    numbers leak-free that are not.
     """
-    from pgmre.data.audit import audit_aux_inputs, aux_inputs_from_config
+    from pgmre.data.audit import LabelLeakError, audit_aux_inputs, aux_inputs_from_config
 
     inputs = aux_inputs_from_config(config)
     if not inputs:
@@ -47,9 +49,10 @@ def _audit_aux_inputs(config: Config, train_samples: list, pipeline: MREPipeline
     for flag in report.flagged:
         log.warning("label-predictive auxiliary input: %s (docs/leakage.md)", flag)
     if report.flagged and config.protocol != "published":
-        log.warning(
-            "this run reads an input that predicts the label on its own: its numbers are not leak-free; "
-            "drop the input, or set protocol=published to label the run as what it is"
+        raise LabelLeakError(
+            f"protocol is leak-free, but {', '.join(report.flagged_inputs)} predicts the label on its own "
+            f"({'; '.join(map(str, report.flagged))}): drop the input, or set protocol=published to label "
+            "the run as what it is (docs/leakage.md)"
         )
     return report
 
