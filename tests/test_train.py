@@ -172,6 +172,55 @@ def test_refuses_to_overwrite_a_run(
         run_training(config, tmp_path / "run")
 
 
+def test_gradient_accumulation_steps_on_the_mean_also_in_a_short_last_group(
+    synthetic_dataset: SyntheticDataset, tiny_bert: Path, tmp_path: Path
+) -> None:
+    """24 samples: one batch of 16, against 4 batches of 4 per step; the second step holds only 2 of them.
+
+    Every optimizer step must see the gradient of the mean loss over its samples, so the two runs' steps
+    see the same gradient norms; dividing the short group by 4 would halve its gradient.
+    """
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    encoder = make_tiny_bert(tmp_path / "bert", dropout=0.0)  # no dropout: the two runs see one network
+
+    def grad_norms(batch_size: int, accum: int) -> list[float]:
+        raw = tiny_config(
+            synthetic_dataset,
+            encoder,
+            tmp_path,
+            data={"max_train_samples": 24},
+            model={"use_visual": False, "use_rpm": False},  # no prototype EMA: a step sees gradients only
+            train={"epochs": 1, "batch_size": batch_size, "grad_accum": accum, "grad_clip": None},
+        )
+        norms: list[float] = []
+
+        def record(optimizer: torch.optim.Optimizer, args: object, kwargs: object) -> None:
+            grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+            norms.append(float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))))
+
+        handle = register_optimizer_step_pre_hook(record)
+        try:
+            run_training(config_from_dict(raw), tmp_path / f"b{batch_size}x{accum}")
+        finally:
+            handle.remove()
+        return norms
+
+    whole, accumulated = grad_norms(16, 1), grad_norms(4, 4)
+    assert len(whole) == len(accumulated) == 2
+    assert accumulated == pytest.approx(whole, rel=1e-4)
+
+
+def test_eval_every_epoch_off_scores_dev_once_and_keeps_the_last_epoch(
+    synthetic_dataset: SyntheticDataset, tiny_bert: Path, tmp_path: Path
+) -> None:
+    raw = tiny_config(synthetic_dataset, tiny_bert, tmp_path, train={"epochs": 2, "eval_every_epoch": False})
+    summary = run_training(config_from_dict(raw), tmp_path / "run")
+    rows = [json.loads(x) for x in (summary.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert ["dev_f1" in r for r in rows] == [False, True]
+    assert summary.progress.best_epoch == 2 and summary.progress.best_f1 == rows[-1]["dev_f1"]
+
+
 def _train_cmd(config_path: Path, run_dir: Path, *extra: str) -> list[str]:
     return [
         sys.executable,

@@ -10,7 +10,9 @@ from pgmre.encoders.text import resolve_text_encoder
 TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 
-def make_tiny_bert(directory: Path, hidden: int = 32, layers: int = 2, heads: int = 2, seed: int = 0) -> Path:
+def make_tiny_bert(
+    directory: Path, hidden: int = 32, layers: int = 2, heads: int = 2, seed: int = 0, dropout: float = 0.1
+) -> Path:
     """A randomly initialised 2-layer BERT with the bundled MiniLM (bert-base-uncased) tokenizer."""
     import torch
     from transformers import BertConfig, BertModel
@@ -27,6 +29,8 @@ def make_tiny_bert(directory: Path, hidden: int = 32, layers: int = 2, heads: in
         num_attention_heads=heads,
         intermediate_size=2 * hidden,
         max_position_embeddings=256,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
     )
     BertModel(config).save_pretrained(directory)
     for name in TOKENIZER_FILES:

@@ -120,7 +120,10 @@ def evaluate_run(
     pipeline = MREPipeline.from_run(run_dir, progress=progress)
     model = pipeline.load_model(run_dir / checkpoint)
     samples = load_split(str(data_path), pipeline.vocab, pipeline.config.data.strict)
-    train_samples = load_samples(train_path, pipeline.vocab, strict=False) if train_path else None
+    # the train file only names the seen entities (MNRE-US): read every record, as `pgmre score --train` does
+    train_samples = (
+        load_samples(train_path, require_relation=False, require_image=False) if train_path else None
+    )
     if split is None and pipeline.config.text.phrases:
         # line-keyed phrases repeat across splits: take the split the file's name says (mnre_val -> dev)
         from pgmre.encoders.paths import split_of_file

@@ -4,7 +4,9 @@ It runs unchanged on one CPU, one GPU, or many processes under ``torchrun``/``ac
 (``accelerate`` handles process groups, DDP wrapping and mixed precision; only rank 0 writes).
 Determinism: the order of every epoch comes from ``seed + epoch``, and the last checkpoint carries
 optimizer, scheduler and RNG state plus the position inside the epoch, so a resumed run continues
-exactly where the interrupted one stopped.
+exactly where the interrupted one stopped (tested bit for bit). One exception: the optional k-means
+refresh of the prototype banks (``model.prototype_refresh_steps``, off by default) keeps its feature
+buffer and step count in memory only, so after a resume it refreshes on a later schedule.
 """
 
 from __future__ import annotations
@@ -292,14 +294,16 @@ class Trainer:
                 desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
                 enabled=self.is_main,
             )
+            full_groups_end = n_batches - n_batches % accum  # batches after it form a smaller last group
             for batch in bar:
                 batch_idx = progress.batch_in_epoch
                 is_step = (batch_idx + 1) % accum == 0 or batch_idx + 1 == n_batches
+                group = accum if batch_idx < full_groups_end else n_batches - full_groups_end
                 batch = move_batch(batch, acc.device)
                 ctx = acc.no_sync(model) if not is_step else contextlib.nullcontext()
                 with ctx, acc.autocast(), autocast(self.precision, acc.device):
                     out = model(batch)
-                    loss = out.loss / accum
+                    loss = out.loss / group  # the mean over the step's batches, a short last group too
                 acc.backward(loss)
                 running += float(out.loss.detach())
                 seen += 1
@@ -343,7 +347,9 @@ class Trainer:
             progress.batch_in_epoch = 0
             progress.epoch_seconds, progress.epoch_loss_sum, progress.epoch_batches = 0.0, 0.0, 0
             improved = True
-            if dev_set is not None and len(dev_set) > 0:  # type: ignore[arg-type]
+            last_epoch = progress.epoch >= cfg.train.epochs or progress.global_step >= total_steps
+            evaluate = cfg.train.eval_every_epoch or last_epoch  # without it, best is the last epoch
+            if evaluate and dev_set is not None and len(dev_set) > 0:  # type: ignore[arg-type]
                 if self.is_main:
                     dev = self.evaluate(model, dev_set, pipeline.collate, pipeline.vocab)
                     record.update({f"dev_{k}": dev[k] for k in SUMMARY_KEYS})
