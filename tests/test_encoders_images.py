@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -270,6 +271,23 @@ def test_grid_crops_for_images_outside_the_index(layout: dict[str, Path], vit_di
     again = image_provider(config(layout, vit_dir, auto="grid"))
     again.features(posts())
     assert again.encoder.images_encoded == 0
+
+
+def test_line_keyed_crop_lists_are_not_used_without_a_split(
+    layout: dict[str, Path], vit_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """New posts (predict, serve: no split) must not take the crops of the MNRE line that shares their number."""
+    (layout["root"] / "mre_dev_dict.json").write_text(json.dumps({"0": ["post_crop_5.png"]}))
+    cfg = config(layout, vit_dir, "mre_{split}_dict.json")
+    picture = Image.open(layout["org"] / "post0.jpg").convert("RGB")
+    with caplog.at_level(logging.WARNING, logger="pgmre.encoders.visual"):
+        new_post = build_visual_provider(cfg).features(posts(1), images=[picture])
+    assert new_post.mask[0].all()
+    assert torch.equal(new_post.feats[0, 1:], new_post.feats[0, :1].expand(3, -1))  # the image, repeated
+    assert "not used without a split" in caplog.text
+    in_its_split = build_visual_provider(cfg, split="train").features(posts(1))
+    assert torch.equal(in_its_split.feats[0, 0], new_post.feats[0, 0])
+    assert not torch.equal(in_its_split.feats[0, 1], in_its_split.feats[0, 0])  # line 1 of train: its crops
 
 
 def test_split_template_finds_the_val_directory(layout: dict[str, Path], vit_dir: Path) -> None:

@@ -8,6 +8,7 @@ frozen, computed per distinct input and cached on disk (see :mod:`pgmre.encoders
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,8 @@ from pgmre.encoders.feature_cache import FeatureCache, content_key, file_content
 from pgmre.encoders.images import ImageInput, ImageLoadError, decode_image, image_bytes, load_image_encoder
 from pgmre.encoders.missing import MissingInputError, MissingReport
 from pgmre.encoders.paths import InputPathError, expand
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -272,10 +275,19 @@ class ImageFeatures(_Provider):
 
     @property
     def crop_indexes(self) -> list[CropIndex]:
+        """The crop lists; one keyed by line numbers is read only for the split file it was made for."""
         if self._crop_indexes is None:
             template = self.cfg.crops.index
             indexes = [load_crop_index(p) for p in expand(template, self.split)] if template else []
-            if len(indexes) > 1 and any(ix.keyed_by_line for ix in indexes):
+            if self.split is None and any(ix.keyed_by_line for ix in indexes):
+                # no split: new posts (predict, serve), whose line numbers say nothing about MNRE's lines
+                log.warning(
+                    "%s: keyed by sample line numbers of one split; not used without a split "
+                    "(object slots come from visual.crops.auto or repeat the image)",
+                    template,
+                )
+                indexes = [ix for ix in indexes if not ix.keyed_by_line]
+            elif len(indexes) > 1 and any(ix.keyed_by_line for ix in indexes):
                 raise InputPathError(
                     f"{template}: keyed by sample line numbers, which repeat across splits; "
                     "build the visual provider for one split"

@@ -124,8 +124,9 @@ def evaluate_run(
     train_samples = (
         load_samples(train_path, require_relation=False, require_image=False) if train_path else None
     )
-    if split is None and pipeline.config.text.phrases:
-        # line-keyed phrases repeat across splits: take the split the file's name says (mnre_val -> dev)
+    if split is None and (pipeline.config.text.phrases or pipeline.config.visual.crops.index):
+        # line-keyed phrases and crop lists repeat across splits: take the split the file's name says
+        # (mnre_val -> dev)
         from pgmre.encoders.paths import split_of_file
 
         split = split_of_file(data_path)
