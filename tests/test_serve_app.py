@@ -290,6 +290,22 @@ def test_issue19_form_values_python_cannot_take_are_422(
     refused(caption_client.post("/predict", data=form), 422, message)
 
 
+def test_a_browser_form_with_line_breaks_keeps_the_marked_characters(caption_client: TestClient) -> None:
+    """The page counts characters in the textarea (LF); the browser's form encoding sends CRLF."""
+    text = "Jonas Berg\njoined Summit Bank"
+    start = text.index("Summit Bank")
+    tail = json.dumps({"name": "Summit Bank", "chars": [start, start + len("Summit Bank")]})
+    fields = [("text", text.replace("\n", "\r\n").encode(), None), ("head", b"Jonas Berg", None)]
+    body = multipart([*fields, ("tail", tail.encode(), None)])
+    kind = {"content-type": "multipart/form-data; boundary=pgmre-test"}
+    response = caption_client.post("/predict", content=body, headers=kind)
+    assert response.status_code == 200, response.text
+    expected = caption_client.post(
+        "/predict", json={"text": text, "head": "Jonas Berg", "tail": "Summit Bank"}
+    )
+    assert response.json() == expected.json()
+
+
 def test_issue19_form_parser_refusals_use_the_error_shape(caption_predictor: Predictor) -> None:
     caption_client = TestClient(create_app(caption_predictor))  # the default body limit, 10 MiB
     fields = [("text", b"a b", None), ("head", b"a", None), ("tail", b"b", None)]

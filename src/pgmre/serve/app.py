@@ -177,7 +177,13 @@ def _parse_json(text: str, what: str, status: int) -> Any:
 
 
 def _form_value(name: str, value: str) -> Any:
-    """Multipart fields are text; spans and explanation pairs come JSON-encoded (``{...}`` / ``[...]``)."""
+    """Multipart fields are text; spans and explanation pairs come JSON-encoded (``{...}`` / ``[...]``).
+
+    Browsers send every line break of a form field as CRLF (the HTML form encoding), while the page
+    counts an entity's characters in the textarea's value, where a line break is LF: back to LF, so
+    that those character offsets hold.
+    """
+    value = value.replace("\r\n", "\n")
     if name == "top_k" or (
         name in ("head", "tail", "explanations") and value.lstrip().startswith(("[", "{"))
     ):
