@@ -38,7 +38,8 @@ class FakeOpenAI:
     ``ok`` answers; ``slow`` sleeps past the client timeout once; ``r429`` answers 429 with
     Retry-After once; ``e500`` fails twice with 500; ``bad`` sends broken JSON once; ``empty`` a reply
     without choices once; ``dead`` always 500; ``garbage`` always broken JSON; ``e400`` is a client error;
-    ``lag`` always takes ``lag_s`` before answering.
+    ``gzip`` once sends a body that is not the gzip its header says; ``deep`` always JSON nested too
+    deeply to parse; ``lag`` always takes ``lag_s`` before answering.
     """
 
     def __init__(self, slow_s: float = 1.0, retry_after: str = "0.3", lag_s: float = 0.0) -> None:
@@ -90,6 +91,10 @@ class FakeOpenAI:
             payload = b'{"object": "chat.completion"}'
         elif kind == "e400":
             status = 400
+        elif kind == "gzip" and attempt == 1:  # a body its Content-Encoding cannot decode
+            payload, headers = b"not gzip at all", {"Content-Encoding": "gzip"}
+        elif kind == "deep":
+            payload = b"[" * 100_000
         if payload is None:
             reply = {
                 "choices": [
@@ -143,7 +148,7 @@ def openai_config(url: str, cache: Path, **openai: object) -> ExplainConfig:
     )
 
 
-KINDS = ["ok", "slow", "r429", "e500", "bad", "empty", "dead", "garbage", "e400"]
+KINDS = ["ok", "slow", "r429", "e500", "bad", "empty", "dead", "garbage", "e400", "gzip", "deep"]
 
 
 def test_every_request_ends_explained_or_failed(fake_server: FakeOpenAI, tmp_path: Path) -> None:
@@ -159,7 +164,7 @@ def test_every_request_ends_explained_or_failed(fake_server: FakeOpenAI, tmp_pat
         assert len(failed) == len(set(failed))
         assert explained.isdisjoint(failed)
         assert explained | set(failed) == {r.entity for r in requests}
-        assert set(failed) == {f"{k}-{i}" for k in ("dead", "garbage", "e400") for i in range(2)}
+        assert set(failed) == {f"{k}-{i}" for k in ("dead", "garbage", "e400", "deep") for i in range(2)}
         for request, (text, backend) in report.explained.items():
             assert (text, backend) == (expected_text(request.entity), "openai")
         assert cache.count() == len(explained)
@@ -167,10 +172,12 @@ def test_every_request_ends_explained_or_failed(fake_server: FakeOpenAI, tmp_pat
         errors = {f.request.entity: f.error for f in report.failed}
     assert "HTTP 500" in errors["dead-0"] and "gave up after 4 attempts" in errors["dead-0"]
     assert "malformed reply" in errors["garbage-0"]
+    assert "malformed reply (RecursionError" in errors["deep-0"]
     assert "HTTP 400" in errors["e400-0"]
     attempts = {entity: len(times) for entity, times in fake_server.attempts.items()}
     assert attempts["ok-0"] == 1 and attempts["e400-0"] == 1
     assert attempts["slow-0"] == 2 and attempts["bad-0"] == 2 and attempts["empty-0"] == 2
+    assert attempts["gzip-0"] == 2 and attempts["deep-0"] == 4
     assert attempts["e500-0"] == 3 and attempts["dead-0"] == 4 and attempts["garbage-0"] == 4
     gap = fake_server.attempts["r429-0"][1] - fake_server.attempts["r429-0"][0]
     assert gap >= 0.28  # Retry-After: 0.3 honoured (the jittered backoff alone is ~0.01 s)

@@ -80,7 +80,7 @@ def parse_reply(body: bytes) -> tuple[str, int | None, bool]:
         data = json.loads(body)
         choice = data["choices"][0]
         content = choice["message"]["content"]
-    except (ValueError, KeyError, IndexError, TypeError) as err:
+    except (ValueError, KeyError, IndexError, TypeError, RecursionError) as err:  # deep nesting too
         raise _Retryable(f"malformed reply ({type(err).__name__}: {str(err)[:80]}): {body[:120]!r}") from None
     if not isinstance(content, str) or not content.strip():
         raise _Retryable(f"malformed reply: no message content: {body[:120]!r}")
@@ -175,7 +175,7 @@ class OpenAIBackend(Backend):
             reply = await client.post(self.url, json=body)
         except httpx.TimeoutException:
             raise _Retryable(f"timed out after {self.cfg.timeout_s}s") from None
-        except httpx.TransportError as err:
+        except httpx.RequestError as err:  # transport, and a body its Content-Encoding cannot decode
             raise _Retryable(f"{type(err).__name__}: {err}") from None
         status = reply.status_code
         if status in RETRY_STATUS or status >= 500:
