@@ -221,6 +221,19 @@ def test_eval_every_epoch_off_scores_dev_once_and_keeps_the_last_epoch(
     assert summary.progress.best_epoch == 2 and summary.progress.best_f1 == rows[-1]["dev_f1"]
 
 
+def test_resume_from_a_damaged_trainer_state_names_the_file(
+    synthetic_dataset: SyntheticDataset, tiny_bert: Path, tmp_path: Path
+) -> None:
+    config = config_from_dict(tiny_config(synthetic_dataset, tiny_bert, tmp_path, train={"epochs": 1}))
+    run = run_training(config, tmp_path / "run").run_dir
+    state = run / "last" / "trainer_state.pt"
+    state.write_bytes(state.read_bytes()[:100])  # cut short, as by a full disk
+    result = CliRunner().invoke(app, ["train", "--resume", str(run)])
+    assert result.exit_code == 2, result.output
+    assert f"{state}: damaged trainer state" in result.output.replace("\n", "")
+    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["epochs"] == 1
+
+
 def _train_cmd(config_path: Path, run_dir: Path, *extra: str) -> list[str]:
     return [
         sys.executable,

@@ -80,4 +80,6 @@ class RelationVocab:
         return json.dumps(self.rel2id, indent=1)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_json())
+        from pgmre.outputs import write_text_atomic
+
+        write_text_atomic(path, self.to_json())  # a run's label map: never half-written

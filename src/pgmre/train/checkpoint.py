@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from pgmre.runfiles import RunLoadError, describe
+
 TRAINER_STATE = "trainer_state.pt"
 
 
@@ -110,5 +112,11 @@ def load_trainer_state(directory: Path) -> dict[str, Any]:
     path = Path(directory) / TRAINER_STATE
     if not path.exists():
         raise FileNotFoundError(f"{path}: no trainer state to resume from")
-    # Our own file (optimizer state, RNG tuples): not loadable with weights_only.
-    return torch.load(path, map_location="cpu", weights_only=False)
+    try:  # our own file (optimizer state, RNG tuples): not loadable with weights_only
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # torch names no file for a truncated or overwritten archive
+        raise RunLoadError(
+            path,
+            f"damaged trainer state ({describe(err)})",
+            "the run cannot resume from it; train again into a new --run-dir",
+        ) from err

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 from pgmre.config import Config, dump_config
 from pgmre.evaluate.inference import move_batch, predict_dataset, sample_lengths
 from pgmre.evaluate.metrics import score
+from pgmre.outputs import write_text_atomic
 from pgmre.precision import Precision, accelerate_mixed_precision, autocast, resolve_precision
 from pgmre.progress import progress_bar
 from pgmre.train.batching import epoch_batches
@@ -188,7 +189,7 @@ class Trainer:
                     "or choose another --run-dir"
                 )
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "config.yaml").write_text(dump_config(cfg))
+            write_text_atomic(self.run_dir / "config.yaml", dump_config(cfg))  # a cut file could still parse
             pipeline.save(self.run_dir)
         acc.wait_for_everyone()
 
