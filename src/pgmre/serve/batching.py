@@ -4,7 +4,9 @@ On a CPU a batch of 16 posts costs a few single forward passes, so under load se
 wastes most of the time. One worker thread owns the model: it takes the first waiting request, gathers
 whatever else arrives within ``max_wait_s`` (up to ``max_batch``), predicts them together and hands each
 caller its own result. A batch that fails is retried one request at a time, so a bad request only fails
-itself.
+itself. When the batch failed for want of explanations, the retries read them from the cache only (the
+batch has just asked the backends for all of them), and a damaged or locked cache fails the whole batch
+at once: either way a backend outage costs one batch's wait, not one per request.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 
+from pgmre.explain import CacheError, ExplanationsMissing
 from pgmre.serve.predictor import Prediction, Predictor, PreparedInput
 
 
@@ -85,20 +88,26 @@ class MicroBatcher:
         try:
             predictions = self.predictor.predict_prepared([job.prepared for job in batch], top_k=k)
         except Exception as err:
-            if len(batch) == 1:
-                batch[0].future.set_exception(err)
+            if len(batch) == 1 or isinstance(err, CacheError):  # the server's condition, not a request's
+                for job in batch:
+                    job.future.set_exception(err)
                 return
-            for job in batch:  # find the request that fails; the others still get answers
-                self._run_alone(job)
+            # find the request that fails; the others still get answers (explanations the batch could
+            # not get are not asked for again: each request would wait out the backend's retries)
+            generate = not isinstance(err, ExplanationsMissing)
+            for job in batch:
+                self._run_alone(job, generate)
             return
         self.batches += 1
         self.served += len(batch)
         for job, prediction in zip(batch, predictions, strict=True):
             job.future.set_result(dataclasses.replace(prediction, top_k=prediction.top_k[: job.top_k]))
 
-    def _run_alone(self, job: _Job) -> None:
+    def _run_alone(self, job: _Job, generate: bool) -> None:
         try:
-            prediction = self.predictor.predict_prepared([job.prepared], top_k=job.top_k)[0]
+            prediction = self.predictor.predict_prepared([job.prepared], top_k=job.top_k, generate=generate)[
+                0
+            ]
         except Exception as err:
             job.future.set_exception(err)
             return

@@ -267,8 +267,12 @@ class Predictor:
         top_k: int = 3,
         batch_size: int | None = None,
         extras: Sequence[dict[str, Any]] | None = None,
+        generate: bool | None = None,
     ) -> list[Prediction]:
         """Predict validated inputs (``extras[i]`` is merged into prediction i's ``to_dict``).
+
+        ``generate=False`` reads explanations from the cache only, even on a predictor that generates
+        them (the batcher's second pass, after the batch already asked the backends).
 
         A record with an ``img_id`` whose visual input is missing raises
         :class:`~pgmre.encoders.missing.MissingInputError` under the run's ``visual.missing=error``."""
@@ -278,14 +282,14 @@ class Predictor:
             return []
         policies = {_missing_policy(p) for p in prepared}
         if len(policies) > 1:  # new posts and records in one call: each kind with its own policy
-            return self._predict_by_policy(prepared, top_k, batch_size, extras)
+            return self._predict_by_policy(prepared, top_k, batch_size, extras, generate)
         pipeline = self.pipeline
         samples = [p.sample for p in prepared]
         source = self.visual_source
         with self._lock:
             dataset = pipeline.dataset(
                 samples,
-                explanations=self._explanations(prepared) if self.uses_explanations else None,
+                explanations=self._explanations(prepared, generate) if self.uses_explanations else None,
                 captions=[p.caption for p in prepared]
                 if source == "caption" or pipeline.config.text.caption_segment
                 else None,
@@ -328,6 +332,7 @@ class Predictor:
         top_k: int,
         batch_size: int | None,
         extras: Sequence[dict[str, Any]] | None,
+        generate: bool | None,
     ) -> list[Prediction]:
         """``predict_prepared`` per missing-input policy, results back in input order."""
         results: dict[int, Prediction] = {}
@@ -338,12 +343,16 @@ class Predictor:
                 top_k,
                 batch_size,
                 [extras[i] for i in index] if extras is not None else None,
+                generate,
             )
             results.update(zip(index, group, strict=True))
         return [results[i] for i in range(len(prepared))]
 
-    def _explanations(self, prepared: Sequence[PreparedInput]) -> list[tuple[str, str]]:
+    def _explanations(
+        self, prepared: Sequence[PreparedInput], generate: bool | None = None
+    ) -> list[tuple[str, str]]:
         """Given explanations where passed; the rest from the run's cache and backend chain."""
+        generate = self.generate_explanations if generate is None else generate and self.generate_explanations
         pairs: list[tuple[str, str] | None] = [p.explanations for p in prepared]
         todo = [i for i, pair in enumerate(pairs) if pair is None]
         if todo:
@@ -354,9 +363,7 @@ class Predictor:
                 self._backends = build_backends(cfg)
             samples = [prepared[i].sample for i in todo]
             try:
-                found = explanations_for(
-                    samples, cfg, generate=self.generate_explanations, backends=self._backends
-                )
+                found = explanations_for(samples, cfg, generate=generate, backends=self._backends)
             except ExplanationsMissing:
                 if self.generate_explanations:
                     raise
