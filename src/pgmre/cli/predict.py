@@ -63,7 +63,7 @@ def predict(
     from tqdm.auto import tqdm
 
     from pgmre.data.mnre import DataError
-    from pgmre.explain import CacheError
+    from pgmre.explain import BackendUnavailable, CacheError
     from pgmre.outputs import OutputPathError, check_output_file
     from pgmre.serve.files import predict_file
 
@@ -81,8 +81,8 @@ def predict(
             top_k=top_k,
             on_error=lambda message: tqdm.write(message, file=sys.stderr),
         )
-    except (DataError, OutputPathError, CacheError) as err:
-        fail(str(err))
+    except (DataError, OutputPathError, CacheError, BackendUnavailable, FileNotFoundError) as err:
+        fail(f"{err}; nothing was written to {out}")
     typer.echo(json.dumps(summary.to_dict()))
     if summary.predicted == 0:
         fail(f"{input_file}: no line could be predicted ({summary.skipped} skipped)")

@@ -175,10 +175,14 @@ def predict_file(
         if on_error is not None:
             on_error(message)
 
-    def flush(batch: list[Line], out: Any) -> None:
+    def flush(batch: list[Line], out: Any, generate: bool = True) -> None:
         try:
             preds = predictor.predict_prepared(
-                [ln.prepared for ln in batch if ln.prepared], top_k, batch_size, [ln.extra for ln in batch]
+                [ln.prepared for ln in batch if ln.prepared],
+                top_k,
+                batch_size,
+                [ln.extra for ln in batch],
+                generate=generate,
             )
         except (ExplanationsMissing, MissingInputError) as err:
             if len(batch) == 1:
@@ -189,8 +193,10 @@ def predict_file(
                 )
                 skip(batch[0], why)
                 return
-            for line in batch:  # find the line(s) that cannot be predicted; predict the others
-                flush([line], out)
+            # find the line(s) that cannot be predicted; predict the others, with the explanations the
+            # batch just got (asking the backends again per line would wait out their retries per line)
+            for line in batch:
+                flush([line], out, generate and not isinstance(err, ExplanationsMissing))
             return
         for line, pred in zip(batch, preds, strict=True):
             out.write(json.dumps({"line": line.number, **pred.to_dict()}, ensure_ascii=False) + "\n")
