@@ -306,6 +306,19 @@ def test_a_browser_form_with_line_breaks_keeps_the_marked_characters(caption_cli
     assert response.json() == expected.json()
 
 
+def test_an_unavailable_explanation_backend_is_503(trained_caption_run: Path, tmp_path: Path) -> None:
+    """The server's own condition (here its summaries file is gone), not the request's: 503, not 500."""
+    predictor = Predictor.from_pretrained(trained_caption_run)
+    config = predictor.pipeline.config
+    explain = config.explain.model_copy(
+        update={"backend": "wikipedia", "wikipedia_summaries": str(tmp_path / "gone.json")}
+    )
+    predictor.pipeline.config = config.model_copy(update={"explain": explain})
+    client = TestClient(create_app(predictor))
+    post = {"text": "Jonas Berg joined Acme Widgets", "head": "Jonas Berg", "tail": "Acme Widgets"}
+    refused(client.post("/predict", json=post), 503, "explanation backend is unavailable")
+
+
 def test_issue19_form_parser_refusals_use_the_error_shape(caption_predictor: Predictor) -> None:
     caption_client = TestClient(create_app(caption_predictor))  # the default body limit, 10 MiB
     fields = [("text", b"a b", None), ("head", b"a", None), ("tail", b"b", None)]

@@ -34,7 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pgmre.data.parsing import ParseError, parse_json, shown
 from pgmre.encoders.feature_cache import MemoryLRU
-from pgmre.explain import ExplanationsMissing
+from pgmre.explain import BackendUnavailable, ExplanationsMissing
 from pgmre.explain.cache import CacheCorrupt, CacheError
 from pgmre.serve.batching import MicroBatcher
 from pgmre.serve.health import ExplanationCacheHealth
@@ -388,6 +388,11 @@ def create_app(
             log.error("%s", err)
             raise ApiError(
                 503, "the server's explanation cache cannot be read right now; retry later"
+            ) from None
+        except BackendUnavailable as err:  # e.g. the local LM's package is not installed on the server
+            log.error("%s", err)
+            raise ApiError(
+                503, "the server's explanation backend is unavailable; send 'explanations' with the request"
             ) from None
         except ExplanationsMissing as err:
             if not predictor.generate_explanations:  # the message names only the request's entities
