@@ -215,3 +215,25 @@ def test_frozen_cache_id_does_not_depend_on_how_the_encoder_is_spelled(
     # changed weights -> a different cache
     other = make_tiny_bert(tmp_path / "other", seed=1)
     assert FrozenTextFeatures(str(other), 12, cache_dir=tmp_path / "c", device="cpu").cache.id not in ids
+
+
+def test_a_hub_model_is_identified_by_its_downloaded_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Features cached for one upstream revision of a hub model are not reused for the next one."""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    repo = tmp_path / "models--org--vision"
+    assert weights_fingerprint("org/vision") == "org/vision"  # not downloaded yet
+    for commit in ("a1" * 20, "b2" * 20):
+        (repo / "snapshots" / commit).mkdir(parents=True)
+        (repo / "snapshots" / commit / "config.json").write_text("{}")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("a1" * 20)
+    first = weights_fingerprint("org/vision")
+    (repo / "refs" / "main").write_text("b2" * 20)  # the model was updated upstream and downloaded again
+    assert (first, weights_fingerprint("org/vision")) == (
+        "org/vision@" + "a1" * 20,
+        "org/vision@" + "b2" * 20,
+    )

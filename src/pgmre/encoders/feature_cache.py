@@ -79,17 +79,31 @@ def _file_fingerprint(path: Path) -> str:
 
 
 def weights_fingerprint(name_or_path: str | Path) -> str:
-    """Identify a model: a weight file, or a directory's weights, configs and vocabularies; hub ids as is."""
+    """Identify a model: a weight file, or a directory's weights, configs and vocabularies; a hub id
+    with the commit of its downloaded snapshot, so that features cached before an upstream update are
+    not reused after it."""
     path = Path(name_or_path)
     if path.is_file():
         return _file_fingerprint(path)
     if not path.is_dir():
-        return str(name_or_path)
+        return _hub_snapshot(str(name_or_path))
     parts = []
     for item in sorted(path.rglob("*")):
         if item.is_file() and (item.suffix in _WEIGHT_SUFFIXES or item.name in _MODEL_FILES):
             parts.append(f"{item.relative_to(path)}={_file_fingerprint(item)}")
     return content_key("\n".join(parts))[:16]
+
+
+def _hub_snapshot(repo_id: str) -> str:
+    """``repo_id@commit`` of the snapshot ``transformers`` loads (the hub cache's ``main``); the id alone
+    when none is downloaded yet."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(repo_id, "config.json")
+    except ValueError:  # not a valid repo id: a path that does not exist, named as given
+        return repo_id
+    return f"{repo_id}@{Path(found).parent.name}" if isinstance(found, str) else repo_id
 
 
 def spec_id(spec: Mapping[str, Any]) -> str:
