@@ -56,6 +56,27 @@ def test_jsonl_by_extension_and_by_content(tmp_path: Path) -> None:
     assert detect_format("x.txt", repr(good_record())) == "mnre"
 
 
+def test_json_lines_in_an_mnre_file_keep_their_escapes(tmp_path: Path) -> None:
+    """A JSON line is also a Python literal, with other escapes: read as JSON, it keeps its text."""
+    emoji = good_record(
+        token=["Ada", "\U0001f600", "London"],
+        h={"name": "Ada", "pos": [0, 1]},
+        t={"name": "London", "pos": [2, 3]},
+    )
+    slash = good_record(
+        token=["AC/DC", "in", "London"],
+        h={"name": "AC/DC", "pos": [0, 1]},
+        t={"name": "London", "pos": [2, 3]},
+    )
+    escaped = json.dumps(slash).replace("/", "\\/")  # JSON may escape a slash
+    assert "\\ud83d" in json.dumps(emoji) and "AC\\/DC" in escaped
+    path = write_lines(tmp_path / "mixed.txt", [repr(good_record()), json.dumps(emoji), escaped])
+    result = read_samples(path)
+    assert result.format == "mnre" and len(result.samples) == 3, result.errors
+    assert result.samples[1].tokens[1] == "\U0001f600"
+    assert result.samples[2].head.name == "AC/DC" and result.samples[2].tokens[0] == "AC/DC"
+
+
 def test_never_evaluates_code(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     path = write_lines(tmp_path / "evil.txt", [f"__import__('pathlib').Path({str(marker)!r}).touch()"])

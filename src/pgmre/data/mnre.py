@@ -8,7 +8,6 @@ read exactly as written or reported. The rules are documented in ``docs/data.md`
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import re
@@ -125,16 +124,21 @@ def detect_format(path: str | Path, lines: str | Iterable[str] | None = None) ->
 
 
 def _parse(text: str, fmt: Format) -> Any:
-    """One line, in ``fmt`` first and then in the other encoding, so a file mixing the two (a JSON line in
-    an MNRE file, a Python-literal one in a JSONL file) loses no record; the error is ``fmt``'s."""
-    parsers = [parse_json, parse_literal] if fmt == "jsonl" else [parse_literal, parse_json]
+    """One line, in either encoding, so a file mixing the two (a JSON line in an MNRE file, a
+    Python-literal one in a JSONL file) loses no record; the error is ``fmt``'s.
+
+    JSON first in both: a line that is valid JSON is JSON (MNRE's ``repr`` lines never are, their keys
+    being single-quoted), and read as a Python literal its escapes would change meaning (an escaped
+    emoji would become two lone surrogates, an escaped slash would keep its backslash)."""
     try:
-        return parsers[0](text)
-    except ParseError as err:
-        with contextlib.suppress(ParseError):
-            return parsers[1](text)
-        expected = "a JSON object" if fmt == "jsonl" else "a Python-literal dict"
-        raise _Invalid("(record)", "unparseable", f"not {expected}: {err}") from None
+        return parse_json(text)
+    except ParseError as json_err:
+        try:
+            return parse_literal(text)
+        except ParseError as literal_err:
+            err = json_err if fmt == "jsonl" else literal_err
+            expected = "a JSON object" if fmt == "jsonl" else "a Python-literal dict"
+            raise _Invalid("(record)", "unparseable", f"not {expected}: {err}") from None
 
 
 def _text(value: str, field_name: str) -> str:
