@@ -331,3 +331,15 @@ def test_two_process_gloo_training_writes_once(
     # 48 samples over 2 processes at batch 8: 3 optimizer steps per epoch (each step sees 16 samples)
     assert rows[-1]["step"] == 6
     assert (run / "best" / "model.safetensors").exists() and not list(run.glob("*.tmp"))
+
+
+def test_input_errors_exit_2_with_the_reason(
+    synthetic_dataset: SyntheticDataset, tiny_bert: Path, tmp_path: Path
+) -> None:
+    raw = tiny_config(synthetic_dataset, tiny_bert, tmp_path)
+    del raw["data"]["train"]
+    (tmp_path / "no_train.yaml").write_text(yaml.safe_dump(raw))
+    result = CliRunner().invoke(app, ["train", "--config", str(tmp_path / "no_train.yaml")])
+    assert result.exit_code == 2 and "data.train is not set" in result.output, result.output
+    result = CliRunner().invoke(app, ["demo", "--epochs", "0", "--out", str(tmp_path / "demo")])
+    assert result.exit_code == 2 and not (tmp_path / "demo").exists(), result.output

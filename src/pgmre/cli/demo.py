@@ -9,14 +9,22 @@ import typer
 
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="where the data, run and reports go"),
-    epochs: int = typer.Option(6, help="training epochs"),
-    n_train: int = typer.Option(120, "--train-samples", help="synthetic training samples"),
+    epochs: int = typer.Option(6, min=1, help="training epochs"),
+    n_train: int = typer.Option(120, "--train-samples", min=1, help="synthetic training samples"),
     seed: int = typer.Option(0, help="seed of the data and the run"),
 ) -> None:
     """Synthetic posts -> explanations -> image features -> train -> evaluate -> predict, all offline."""
+    from pgmre.cli.train import USER_ERRORS
     from pgmre.demo import run_demo
 
-    result = run_demo(out, epochs=epochs, n_train=n_train, seed=seed)
+    if out.exists() and not out.is_dir():
+        typer.secho(f"--out {out}: a file, not a directory", fg="red", err=True)
+        raise typer.Exit(2)
+    try:
+        result = run_demo(out, epochs=epochs, n_train=n_train, seed=seed)
+    except USER_ERRORS as err:
+        typer.secho(f"{type(err).__name__}: {err}", fg="red", err=True)
+        raise typer.Exit(2) from None
     r, p = result.report, result.prediction
     typer.secho(f"\npgmre demo finished in {result.seconds:.0f} s", bold=True)
     typer.echo(

@@ -13,7 +13,7 @@ from pgmre.data.audit import AuxInputError, LabelLeakError
 from pgmre.data.mnre import DataError
 from pgmre.data.phrases import PhraseFileError
 from pgmre.evaluate.metrics import ScoreError
-from pgmre.explain import CacheError, ExplanationsMissing
+from pgmre.explain import BackendUnavailable, CacheError, ExplanationsMissing
 from pgmre.outputs import OutputPathError
 from pgmre.runfiles import RunLoadError
 
@@ -32,6 +32,11 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     PhraseFileError,
     AuxInputError,
     LabelLeakError,
+    BackendUnavailable,
+    # the other input checks raise ValueError or a subclass with the reason: no data.train, a bad
+    # rel2id file, heads that do not divide the encoder's width, a missing encoder, a damaged caption
+    # file, crop list or image
+    ValueError,
 )
 
 
