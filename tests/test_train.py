@@ -219,6 +219,14 @@ def test_eval_every_epoch_off_scores_dev_once_and_keeps_the_last_epoch(
     rows = [json.loads(x) for x in (summary.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert ["dev_f1" in r for r in rows] == [False, True]
     assert summary.progress.best_epoch == 2 and summary.progress.best_f1 == rows[-1]["dev_f1"]
+    card = (summary.run_dir / "README.md").read_text()
+    assert f"selected on dev micro-F1): epoch 2,\n  dev micro-F1 {rows[-1]['dev_f1']:.2f}" in card
+
+    raw = tiny_config(synthetic_dataset, tiny_bert, tmp_path, data={"dev": None}, train={"epochs": 2})
+    summary = run_training(config_from_dict(raw), tmp_path / "no_dev")
+    card = (summary.run_dir / "README.md").read_text()
+    assert "(`best/`, no dev set to select on: the last epoch): epoch 2." in card
+    assert "- **Training**: 2 epochs, batch" in card
 
 
 def test_resume_from_a_damaged_trainer_state_names_the_file(

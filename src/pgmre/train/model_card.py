@@ -28,8 +28,34 @@ def _variant(config: Config) -> str:
     return f"full PG-MRE ({name})" if len(parts) == 5 else name
 
 
-def write_model_card(run_dir: Path, config: Config, history: list[dict[str, Any]], seconds: float) -> Path:
-    best = max(history, key=lambda r: r.get("dev_f1", -1.0)) if history else {}
+def _best_row(history: list[dict[str, Any]], best_epoch: int | None) -> dict[str, Any]:
+    """The epoch in ``best/``: the trainer's, else the best dev micro-F1, else (no dev set) the last."""
+    for row in history:
+        if best_epoch is not None and row.get("epoch") == best_epoch:
+            return row
+    scored = [r for r in history if "dev_f1" in r]
+    if scored:
+        return max(scored, key=lambda r: r["dev_f1"])
+    return history[-1] if history else {}
+
+
+def write_model_card(
+    run_dir: Path,
+    config: Config,
+    history: list[dict[str, Any]],
+    seconds: float,
+    best_epoch: int | None = None,
+) -> Path:
+    best = _best_row(history, best_epoch)
+    if "dev_f1" in best:
+        selected = (
+            f"selected on dev micro-F1): epoch {best['epoch']},\n  dev micro-F1 {best['dev_f1']:.2f}, "
+            f"accuracy {best.get('dev_accuracy', float('nan')):.2f}."
+        )
+    else:
+        selected = f"no dev set to select on: the last epoch): epoch {best.get('epoch', '–')}."
+    ran = history[-1]["epoch"] if history else 0
+    epochs = f"{ran} epochs" if ran == config.train.epochs else f"{ran} of {config.train.epochs} epochs"
     rows = "\n".join(
         f"| {r['epoch']} | {r['train_loss']:.4f} | "
         + " | ".join(f"{r[f'dev_{k}']:.2f}" if f"dev_{k}" in r else "–" for k in METRICS)
@@ -49,11 +75,10 @@ tags: [multimodal-relation-extraction, pg-mre, mnre]
 - **Model**: {_variant(config)}; text encoder `{config.text.encoder}`; visual source `{config.visual.source}`;
   k = {config.model.num_attr_prototypes} attribute and t = {config.model.num_rel_prototypes} relation prototypes.
 - **Data**: train `{config.data.train}`, dev `{config.data.dev}`.
-- **Training**: {config.train.epochs} epochs, batch {config.train.batch_size}, lr {config.train.lr}, seed {config.seed};
+- **Training**: {epochs}, batch {config.train.batch_size}, lr {config.train.lr}, seed {config.seed};
   arithmetic {arithmetic} (`train.precision: {config.train.precision}`); {seconds / 60:.1f} minutes in total.
   The full configuration is `config.yaml`.
-- **Best checkpoint** (`best/`, selected on dev micro-F1): epoch {best.get("epoch", "–")},
-  dev micro-F1 {best.get("dev_f1", float("nan")):.2f}, accuracy {best.get("dev_accuracy", float("nan")):.2f}.
+- **Best checkpoint** (`best/`, {selected}
 
 | epoch | train loss | dev accuracy | dev P | dev R | dev micro-F1 | dev macro-F1 | seconds |
 | --- | --- | --- | --- | --- | --- | --- | --- |

@@ -82,7 +82,13 @@ def run_training(config: Config, run_dir: str | Path | None = None, resume: bool
     progress = trainer.fit(pipeline, train_set, dev_set, resume=resume)
     seconds = time.perf_counter() - started
     if trainer.is_main:
-        write_model_card(run_dir, config, history_from(run_dir), seconds)
+        write_model_card(
+            run_dir,
+            config,
+            history_from(run_dir),
+            seconds,
+            progress.best_epoch if progress.best_epoch > 0 else None,
+        )
         if audit is not None:
             from pgmre.data.audit import write_report
 
