@@ -148,6 +148,8 @@ def test_train_then_evaluate(synthetic_dataset: SyntheticDataset, tiny_bert: Pat
             str(synthetic_dataset.test),
             "--train",
             str(synthetic_dataset.train),
+            "--device",
+            "cpu",
         ],
     )
     assert result.exit_code == 0, result.output

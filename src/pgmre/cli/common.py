@@ -15,6 +15,9 @@ class PrecisionChoice(StrEnum):
 
 
 #: ``--precision`` of evaluate, predict and serve (see :mod:`pgmre.precision`).
+DeviceOption = Annotated[
+    str | None, typer.Option("--device", help="torch device of the model (default: cuda if available)")
+]
 PrecisionOption = Annotated[
     PrecisionChoice | None,
     typer.Option(

@@ -9,16 +9,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pgmre.cli.common import PrecisionOption, fail, precision_value
+from pgmre.cli.common import DeviceOption, PrecisionOption, fail, precision_value
 
 if TYPE_CHECKING:
     from pgmre.serve.predictor import Predictor
 
 RunOption = Annotated[Path, typer.Option("--run", help="run directory written by `pgmre train`")]
 CheckpointOption = Annotated[str, typer.Option("--checkpoint", help="best or last")]
-DeviceOption = Annotated[
-    str | None, typer.Option("--device", help="torch device of the model (default: cuda if available)")
-]
 
 
 def _load(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from pgmre.cli.common import PrecisionOption, precision_value
+from pgmre.cli.common import DeviceOption, PrecisionOption, precision_value
 from pgmre.config import ConfigError, load_config
 from pgmre.data.audit import AuxInputError, LabelLeakError
 from pgmre.data.mnre import DataError
@@ -115,6 +115,7 @@ def evaluate(
     checkpoint: str = typer.Option("best", help="best or last"),
     split: str = typer.Option(None, help="split name for {split} in visual paths (default: all splits)"),
     precision: PrecisionOption = None,
+    device: DeviceOption = None,
 ) -> None:
     """Score a run: report.json, report.md, predictions.jsonl and plots."""
     from pgmre.evaluate.report import evaluate_run
@@ -130,6 +131,7 @@ def evaluate(
             checkpoint=checkpoint,
             split=split,
             precision=precision_value(precision),
+            device=device,
         )
     except USER_ERRORS as err:
         _fail(f"{type(err).__name__}: {err}")

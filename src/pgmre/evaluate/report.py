@@ -109,8 +109,11 @@ def evaluate_run(
     progress: bool = True,
     split: str | None = None,
     precision: str | None = None,
+    device: str | None = None,
 ) -> EvaluationResult:
-    """``precision``: auto/fp32/bf16 (default: the run's ``train.precision``)."""
+    """``precision``: auto/fp32/bf16 (default: the run's ``train.precision``); ``device``: the model's
+    (default: CUDA when there is one, as for ``Predictor``, so both score with the same arithmetic)."""
+    from pgmre.encoders.frozen_text import pick_device
     from pgmre.pipeline import MREPipeline
     from pgmre.precision import resolve_precision
 
@@ -118,7 +121,7 @@ def evaluate_run(
     out = Path(out_dir) if out_dir else run_dir / f"eval-{Path(data_path).stem}"
     check_output_dir(out, OUTPUT_FILES, [data_path, train_path])  # before minutes of work, not after
     pipeline = MREPipeline.from_run(run_dir, progress=progress)
-    model = pipeline.load_model(run_dir / checkpoint)
+    model = pipeline.load_model(run_dir / checkpoint).to(pick_device(device))
     samples = load_split(str(data_path), pipeline.vocab, pipeline.config.data.strict)
     # the train file only names the seen entities (MNRE-US): read every record, as `pgmre score --train` does
     train_samples = (
