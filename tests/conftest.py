@@ -126,3 +126,19 @@ def trained_image_run(
         model={"use_explanations": False, "use_apm": False, "use_rpm": True},
         explain={"cache": str(root / "explanations.sqlite")},
     )
+
+
+@pytest.fixture
+def explanation_lookups(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, bool]]:
+    """(samples, generate) of every ``explanations_for`` call from here on (the real one still runs)."""
+    import pgmre.explain
+
+    asked: list[tuple[int, bool]] = []
+    look_up = pgmre.explain.explanations_for
+
+    def spy(samples: list, *args: object, generate: bool = True, **kwargs: object) -> object:
+        asked.append((len(samples), generate))
+        return look_up(samples, *args, generate=generate, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pgmre.explain, "explanations_for", spy)
+    return asked

@@ -290,6 +290,14 @@ def test_line_keyed_crop_lists_are_not_used_without_a_split(
     assert not torch.equal(in_its_split.feats[0, 1], in_its_split.feats[0, 0])  # line 1 of train: its crops
 
 
+def test_the_split_a_file_name_names() -> None:
+    from pgmre.encoders.paths import split_named_by, split_of_file
+
+    names = ["mnre_train.txt", "mnre_val.txt", "dev.jsonl", "mnre_test.txt", "posts.jsonl"]
+    assert [split_named_by(n) for n in names] == ["train", "dev", "dev", "test", None]
+    assert split_of_file("posts.jsonl") == "dev"  # what line-keyed phrases fall back to
+
+
 def test_split_template_finds_the_val_directory(layout: dict[str, Path], vit_dir: Path) -> None:
     val = layout["root"] / "img_org" / "val"
     val.mkdir()

@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import pytest
 from typer.testing import CliRunner
 
 from pgmre.cli import app
@@ -124,11 +123,9 @@ def test_a_line_without_explanations_is_skipped_without_asking_the_backends_agai
     trained_caption_run: Path,
     synthetic_dataset: SyntheticDataset,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    explanation_lookups: list[tuple[int, bool]],
 ) -> None:
     """The batch asks the backends once; its lines, retried one by one to find the bad one, read the cache."""
-    import pgmre.explain
-
     posts = [
         {"text": s.text, "head": s.head.name, "tail": s.tail.name}
         for s in load_samples(synthetic_dataset.test)[:3]
@@ -136,18 +133,10 @@ def test_a_line_without_explanations_is_skipped_without_asking_the_backends_agai
     posts.insert(1, {"text": "Jonas Berg joined Acme Widgets", "head": "Jonas Berg", "tail": "Acme Widgets"})
     src = tmp_path / "posts.jsonl"
     src.write_text("".join(json.dumps(p) + "\n" for p in posts))
-    asked: list[tuple[int, bool]] = []
-    look_up = pgmre.explain.explanations_for
-
-    def spy(samples: list, *args: object, generate: bool = True, **kwargs: object) -> object:
-        asked.append((len(samples), generate))
-        return look_up(samples, *args, generate=generate, **kwargs)
-
-    monkeypatch.setattr(pgmre.explain, "explanations_for", spy)
     code, output, records = _run(
         "--run", str(trained_caption_run), "--input", str(src), "--out", str(tmp_path / "o.jsonl")
     )
     assert code == 0, output
     assert [r["line"] for r in records] == [1, 3, 4]
     assert "posts.jsonl:2: no entity explanation" in output
-    assert asked == [(4, True), (1, False), (1, False), (1, False), (1, False)]
+    assert explanation_lookups == [(4, True), (1, False), (1, False), (1, False), (1, False)]

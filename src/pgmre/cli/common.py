@@ -14,10 +14,11 @@ class PrecisionChoice(StrEnum):
     bf16 = "bf16"
 
 
-#: ``--precision`` of evaluate, predict and serve (see :mod:`pgmre.precision`).
+#: ``--device`` of evaluate, predict and serve.
 DeviceOption = Annotated[
     str | None, typer.Option("--device", help="torch device of the model (default: cuda if available)")
 ]
+#: ``--precision`` of evaluate, predict and serve (see :mod:`pgmre.precision`).
 PrecisionOption = Annotated[
     PrecisionChoice | None,
     typer.Option(

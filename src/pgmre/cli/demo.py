@@ -17,12 +17,15 @@ def demo(
     from pgmre.cli.train import USER_ERRORS
     from pgmre.demo import run_demo
 
+    # every input is synthetic and checked above: a ValueError here is a bug, with its traceback
+    errors = tuple(e for e in USER_ERRORS if e is not ValueError)
+
     if out.exists() and not out.is_dir():
         typer.secho(f"--out {out}: a file, not a directory", fg="red", err=True)
         raise typer.Exit(2)
     try:
         result = run_demo(out, epochs=epochs, n_train=n_train, seed=seed)
-    except USER_ERRORS as err:
+    except errors as err:
         typer.secho(f"{type(err).__name__}: {err}", fg="red", err=True)
         raise typer.Exit(2) from None
     r, p = result.report, result.prediction

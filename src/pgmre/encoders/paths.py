@@ -29,6 +29,7 @@ __all__ = [
     "InputPathError",
     "expand",
     "file_stem",
+    "split_named_by",
     "split_of_file",
 ]
 
@@ -39,8 +40,16 @@ class InputPathError(FileNotFoundError):
 
 def split_of_file(path: str | Path) -> str:
     """The split a data file holds, by its name: ``test``, ``train``, else ``dev`` (which finds ``val`` too)."""
+    return split_named_by(path) or "dev"
+
+
+def split_named_by(path: str | Path) -> str | None:
+    """The split a file's name names (``test``, ``train``, ``dev`` for dev or val), None for another name."""
     name = Path(path).name.lower()
-    return "test" if "test" in name else "train" if "train" in name else "dev"
+    for split, words in (("test", ("test",)), ("train", ("train",)), ("dev", ("dev", "val"))):
+        if any(word in name for word in words):
+            return split
+    return None
 
 
 def expand(template: str, split: str | None) -> list[Path]:

@@ -125,14 +125,16 @@ def evaluate_run(
     samples = load_split(str(data_path), pipeline.vocab, pipeline.config.data.strict)
     # the train file only names the seen entities (MNRE-US): read every record, as `pgmre score --train` does
     train_samples = (
-        load_samples(train_path, require_relation=False, require_image=False) if train_path else None
+        load_samples(train_path, strict=False, require_relation=False, require_image=False)
+        if train_path
+        else None
     )
     if split is None and (pipeline.config.text.phrases or pipeline.config.visual.crops.index):
         # line-keyed phrases and crop lists repeat across splits: take the split the file's name says
-        # (mnre_val -> dev)
-        from pgmre.encoders.paths import split_of_file
+        # (mnre_val -> dev); a crop list is not read for a file whose name names none (new posts)
+        from pgmre.encoders.paths import split_named_by, split_of_file
 
-        split = split_of_file(data_path)
+        split = split_of_file(data_path) if pipeline.config.text.phrases else split_named_by(data_path)
     dataset = pipeline.dataset(samples, split=split)
     arithmetic = resolve_precision(
         precision or pipeline.config.train.precision, next(model.parameters()).device

@@ -6,7 +6,7 @@ whatever else arrives within ``max_wait_s`` (up to ``max_batch``), predicts them
 caller its own result. A batch that fails is retried one request at a time, so a bad request only fails
 itself. When the batch failed for want of explanations, the retries read them from the cache only (the
 batch has just asked the backends for all of them), and a damaged or locked cache fails the whole batch
-at once: either way a backend outage costs one batch's wait, not one per request.
+at once, as does an unavailable backend: a backend outage costs one batch's wait, not one per request.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 
-from pgmre.explain import CacheError, ExplanationsMissing
+from pgmre.explain import BackendUnavailable, CacheError, ExplanationsMissing
 from pgmre.serve.predictor import Prediction, Predictor, PreparedInput
 
 
@@ -88,7 +88,7 @@ class MicroBatcher:
         try:
             predictions = self.predictor.predict_prepared([job.prepared for job in batch], top_k=k)
         except Exception as err:
-            if len(batch) == 1 or isinstance(err, CacheError):  # the server's condition, not a request's
+            if len(batch) == 1 or isinstance(err, (CacheError, BackendUnavailable)):  # the server's state
                 for job in batch:
                     job.future.set_exception(err)
                 return

@@ -282,6 +282,8 @@ class Predictor:
             return []
         policies = {_missing_policy(p) for p in prepared}
         if len(policies) > 1:  # new posts and records in one call: each kind with its own policy
+            if self.uses_explanations:  # asked for all at once: a failure means every sample was asked
+                self._explanations(prepared, generate)
             return self._predict_by_policy(prepared, top_k, batch_size, extras, generate)
         pipeline = self.pipeline
         samples = [p.sample for p in prepared]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import random
 import shutil
+import zipfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -114,7 +116,8 @@ def load_trainer_state(directory: Path) -> dict[str, Any]:
         raise FileNotFoundError(f"{path}: no trainer state to resume from")
     try:  # our own file (optimizer state, RNG tuples): not loadable with weights_only
         return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # torch names no file for a truncated or overwritten archive
+    except (OSError, EOFError, RuntimeError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
+        # torch names no file for a truncated or overwritten archive
         raise RunLoadError(
             path,
             f"damaged trainer state ({describe(err)})",

@@ -347,12 +347,13 @@ class Trainer:
             progress.epoch += 1
             progress.batch_in_epoch = 0
             progress.epoch_seconds, progress.epoch_loss_sum, progress.epoch_batches = 0.0, 0.0, 0
-            improved = True
+            has_dev = dev_set is not None and len(dev_set) > 0  # type: ignore[arg-type]
             last_epoch = progress.epoch >= cfg.train.epochs or progress.global_step >= total_steps
             evaluate = cfg.train.eval_every_epoch or last_epoch  # without it, best is the last epoch
-            if evaluate and dev_set is not None and len(dev_set) > 0:  # type: ignore[arg-type]
+            improved = not has_dev  # no dev set: every epoch is the best so far
+            if evaluate and has_dev:
                 if self.is_main:
-                    dev = self.evaluate(model, dev_set, pipeline.collate, pipeline.vocab)
+                    dev = self.evaluate(model, dev_set, pipeline.collate, pipeline.vocab)  # type: ignore[arg-type]
                     record.update({f"dev_{k}": dev[k] for k in SUMMARY_KEYS})
                     improved = dev["f1"] > progress.best_f1
                 acc.wait_for_everyone()
