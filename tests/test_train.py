@@ -353,3 +353,14 @@ def test_input_errors_exit_2_with_the_reason(
     assert result.exit_code == 2 and "data.train is not set" in result.output, result.output
     result = CliRunner().invoke(app, ["demo", "--epochs", "0", "--out", str(tmp_path / "demo")])
     assert result.exit_code == 2 and not (tmp_path / "demo").exists(), result.output
+
+
+def test_pgmre_debug_shows_the_traceback_of_an_input_error(
+    synthetic_dataset: SyntheticDataset, tiny_bert: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raw = tiny_config(synthetic_dataset, tiny_bert, tmp_path)
+    del raw["data"]["train"]
+    (tmp_path / "no_train.yaml").write_text(yaml.safe_dump(raw))
+    monkeypatch.setenv("PGMRE_DEBUG", "1")
+    result = CliRunner().invoke(app, ["train", "--config", str(tmp_path / "no_train.yaml")])
+    assert isinstance(result.exception, ValueError) and "data.train is not set" in str(result.exception)

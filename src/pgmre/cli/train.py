@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import typer
@@ -43,6 +44,14 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 def _fail(message: str) -> None:
     typer.secho(message, fg="red", err=True)
     raise typer.Exit(2)
+
+
+def _fail_on(err: BaseException) -> None:
+    """Exit 2 with the error's message; with PGMRE_DEBUG=1 in the environment, raise it with its traceback
+    (``ValueError`` is caught as an input error, and an internal bug may raise one too)."""
+    if os.environ.get("PGMRE_DEBUG"):
+        raise err
+    _fail(f"{type(err).__name__}: {err}")
 
 
 def train(
@@ -89,7 +98,7 @@ def train(
         typer.secho(str(err), fg="yellow", err=True)
         raise typer.Exit(130) from None
     except USER_ERRORS as err:
-        _fail(f"{type(err).__name__}: {err}")
+        _fail_on(err)
     p = summary.progress
     typer.echo(
         json.dumps(
@@ -134,7 +143,7 @@ def evaluate(
             device=device,
         )
     except USER_ERRORS as err:
-        _fail(f"{type(err).__name__}: {err}")
+        _fail_on(err)
     r = result.report
     summary = {k: r[k] for k in ("n", "accuracy", "precision", "recall", "f1", "macro_f1")}
     if "subsets" in r:
