@@ -229,6 +229,8 @@ def test_eval_every_epoch_off_scores_dev_once_and_keeps_the_last_epoch(
     card = (summary.run_dir / "README.md").read_text()
     assert "(`best/`, no dev set to select on: the last epoch): epoch 2." in card
     assert "- **Training**: 2 epochs, batch" in card
+    model_line = card.split("- **Model**")[1].split("- **Data**")[0]
+    assert "t = 4 relation prototypes" in model_line and "attribute" not in model_line  # RPM only
 
 
 def test_resume_from_a_damaged_trainer_state_names_the_file(

@@ -54,6 +54,12 @@ def write_model_card(
         )
     else:
         selected = f"no dev set to select on: the last epoch): epoch {best.get('epoch', '–')}."
+    m = config.model
+    banks = [f"k = {m.num_attr_prototypes} attribute"] if m.use_apm else []
+    banks += [f"t = {m.num_rel_prototypes} relation"] if m.use_rpm else []
+    prototypes = f";\n  {' and '.join(banks)} prototypes" if banks else ""
+    cap = config.data.max_train_samples
+    subset = f" (its first {cap} samples)" if cap else ""
     ran = history[-1]["epoch"] if history else 0
     epochs = f"{ran} epochs" if ran == config.train.epochs else f"{ran} of {config.train.epochs} epochs"
     rows = "\n".join(
@@ -72,11 +78,11 @@ tags: [multimodal-relation-extraction, pg-mre, mnre]
 # PG-MRE run `{run_dir.name}`
 
 - **Protocol**: **{protocol_statement(config)}**.
-- **Model**: {_variant(config)}; text encoder `{config.text.encoder}`; visual source `{config.visual.source}`;
-  k = {config.model.num_attr_prototypes} attribute and t = {config.model.num_rel_prototypes} relation prototypes.
-- **Data**: train `{config.data.train}`, dev `{config.data.dev}`.
+- **Model**: {_variant(config)}; text encoder `{config.text.encoder}`; visual source `{config.visual.source}`{prototypes}.
+- **Data**: train `{config.data.train}`{subset}, dev `{config.data.dev}`.
 - **Training**: {epochs}, batch {config.train.batch_size}, lr {config.train.lr}, seed {config.seed};
-  arithmetic {arithmetic} (`train.precision: {config.train.precision}`); {seconds / 60:.1f} minutes in total.
+  arithmetic {arithmetic} (`train.precision: {config.train.precision}`); {seconds / 60:.1f} minutes
+  (the last invocation; a resumed run's earlier sessions are in the epoch times below).
   The full configuration is `config.yaml`.
 - **Best checkpoint** (`best/`, {selected}
 
