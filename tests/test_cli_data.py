@@ -77,6 +77,16 @@ def test_synth(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert [len(load_samples(out / f"{s}.txt")) for s in ("train", "dev", "test")] == [6, 2, 3]
     assert (out / "captions_a.json").is_file() and any((out / "images").iterdir())
+    used = len({s.img_id for split in ("train", "dev", "test") for s in load_samples(out / f"{split}.txt")})
+    assert f"and {used} images to" in result.output
+    smaller = runner.invoke(
+        app, ["data", "synth", "--out", str(out), "--train", "2", "--dev", "1", "--test", "1"]
+    )
+    assert smaller.exit_code == 0 and "images to" in smaller.output
+    n_smaller = len(
+        {s.img_id for split in ("train", "dev", "test") for s in load_samples(out / f"{split}.txt")}
+    )
+    assert n_smaller < used and f"and {n_smaller} images to" in smaller.output  # not the earlier run's
 
 
 def _write_pred(path: Path, labels: list[str]) -> Path:

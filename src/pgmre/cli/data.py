@@ -130,7 +130,10 @@ def synth(
         ds = make_synthetic_dataset(out, n_train, n_dev, n_test, seed=seed, image_size=image_size)
     except (OSError, ValueError) as err:
         fail(str(err))
-    n_images = sum(1 for _ in ds.image_dir.iterdir())
+    from pgmre.data.mnre import load_samples
+
+    # the images this dataset uses (an earlier, larger dataset in the same --out may have left more)
+    n_images = len({s.img_id for path in ds.splits.values() for s in load_samples(path)})
     typer.echo(f"wrote {n_train}/{n_dev}/{n_test} train/dev/test samples and {n_images} images to {ds.root}")
 
 
