@@ -85,6 +85,13 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
     )
 
 
+def test_a_text_override_that_yaml_reads_as_a_number_stays_text() -> None:
+    config = config_from_dict({}, overrides=["train.run_name=2024", "train.output_dir=on", "train.epochs=3"])
+    assert (config.train.run_name, config.train.output_dir, config.train.epochs) == ("2024", "on", 3)
+    with pytest.raises(ConfigError, match=r"train\.epochs"):
+        config_from_dict({}, overrides=["train.run_name=2024", "train.epochs=many"])
+
+
 def test_config_extends_another_and_overrides_it(tmp_path: Path) -> None:
     (tmp_path / "base.yaml").write_text("seed: 1\ntrain:\n  epochs: 3\n  lr: 0.001\n")
     (tmp_path / "child.yaml").write_text("extends: base.yaml\nprotocol: published\ntrain:\n  epochs: 5\n")

@@ -327,12 +327,25 @@ def config_from_dict(
     raw: dict[str, Any], overrides: list[str] | None = None, origin: str = "config"
 ) -> Config:
     raw = dict(raw or {})
-    for key, value in parse_overrides(overrides or []):
+    parsed = parse_overrides(overrides or [])
+    for key, value in parsed:
         _set_dotted(raw, key, value)
     try:
         return Config.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(_format_errors(err, origin)) from None
+        # a text field given a value YAML reads as a number or a boolean (train.run_name=2024, =on):
+        # the text as typed, then validate again
+        texts = {".".join(str(p) for p in e["loc"]) for e in err.errors() if e["type"] == "string_type"}
+        retyped = [(k, v) for k, v in parsed if k in texts and isinstance(v, int | float | bool)]
+        if not retyped:
+            raise ConfigError(_format_errors(err, origin)) from None
+        typed = {item.split("=", 1)[0].strip(): item.split("=", 1)[1] for item in overrides or []}
+        for key, _ in retyped:
+            _set_dotted(raw, key, typed[key])
+        try:
+            return Config.model_validate(raw)
+        except ValidationError as again:
+            raise ConfigError(_format_errors(again, origin)) from None
 
 
 def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
