@@ -491,3 +491,15 @@ def test_long_steps_log_progress_when_not_on_a_terminal(
     )
     assert result.exit_code == 0, result.output
     assert any(r.getMessage().startswith("evaluate: ") for r in caplog.records)
+
+
+def test_a_checkpoint_whose_save_was_cut_between_its_renames_is_read_from_old(
+    trained_caption_run: Path, tmp_path: Path
+) -> None:
+    """The trainer renames ``best`` to ``best.old`` before the new one lands: a crash there leaves only it."""
+    run = shutil.copytree(trained_caption_run, tmp_path / "run")
+    (run / "best").rename(run / "best.old")
+    text = "Jonas Berg joined Summit Bank"
+    fallback = Predictor.from_pretrained(run).predict(text, "Jonas Berg", "Summit Bank")
+    (run / "best.old").rename(run / "best")
+    assert fallback == Predictor.from_pretrained(run).predict(text, "Jonas Berg", "Summit Bank")

@@ -129,7 +129,7 @@ def evaluate(
     """Score a run: report.json, report.md, predictions.jsonl and plots."""
     from pgmre.evaluate.report import evaluate_run
 
-    if not (run / checkpoint).exists():
+    if not (run / checkpoint).exists() and not (run / f"{checkpoint}.old").exists():
         _fail(f"{run / checkpoint}: no such checkpoint (train first, or pick --checkpoint last)")
     try:
         result = evaluate_run(

@@ -8,6 +8,7 @@ built at all, so a variant's parameters are exactly those of the modules it uses
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,8 @@ from pgmre.config import ModelConfig
 from pgmre.model.layers import MLP, CrossAttention, Projection, ResidualCrossAttention, masked_mean
 from pgmre.model.prototypes import EMAVectorQuantizer
 from pgmre.runfiles import RunLoadError, checkpoint_fix, describe
+
+log = logging.getLogger(__name__)
 
 CONFIG_NAME = "pgmre_config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -447,6 +450,10 @@ class PGMRE(nn.Module):
         :class:`~pgmre.runfiles.RunLoadError` naming the file (and the run's other checkpoint, if any)."""
         path = Path(directory)
         fix = checkpoint_fix(path)
+        previous = path.with_name(path.name + ".old")
+        if not path.is_dir() and previous.is_dir():  # a save cut between its two renames
+            log.warning("%s: its save was interrupted; reading the previous complete one, %s", path, previous)
+            path = previous
         if not path.is_dir():
             raise RunLoadError(path, "no such checkpoint directory", fix)
         config_file, weights = path / CONFIG_NAME, path / WEIGHTS_NAME
