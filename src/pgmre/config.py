@@ -300,8 +300,9 @@ def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
-def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
-    """``a.b=value`` pairs; values are parsed as YAML scalars (``3``, ``true``, ``null``, ``[a, b]``)."""
+def parse_overrides(overrides: list[str]) -> list[tuple[str, Any, str]]:
+    """``a.b=value`` as (key, value parsed as a YAML scalar: ``3``, ``true``, ``null``, ``[a, b]``, the
+    value as typed)."""
     parsed = []
     for item in overrides:
         if "=" not in item:
@@ -311,7 +312,7 @@ def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
             value = yaml.safe_load(text) if text != "" else ""
         except yaml.YAMLError as err:
             raise ConfigError(f"override {item!r}: cannot parse value: {err}") from err
-        parsed.append((key.strip(), value))
+        parsed.append((key.strip(), value, text))
     return parsed
 
 
@@ -328,7 +329,7 @@ def config_from_dict(
 ) -> Config:
     raw = dict(raw or {})
     parsed = parse_overrides(overrides or [])
-    for key, value in parsed:
+    for key, value, _ in parsed:
         _set_dotted(raw, key, value)
     try:
         return Config.model_validate(raw)
@@ -336,12 +337,11 @@ def config_from_dict(
         # a text field given a value YAML reads as a number or a boolean (train.run_name=2024, =on):
         # the text as typed, then validate again
         texts = {".".join(str(p) for p in e["loc"]) for e in err.errors() if e["type"] == "string_type"}
-        retyped = [(k, v) for k, v in parsed if k in texts and isinstance(v, int | float | bool)]
+        retyped = [(k, text) for k, v, text in parsed if k in texts and isinstance(v, int | float | bool)]
         if not retyped:
             raise ConfigError(_format_errors(err, origin)) from None
-        typed = {item.split("=", 1)[0].strip(): item.split("=", 1)[1] for item in overrides or []}
-        for key, _ in retyped:
-            _set_dotted(raw, key, typed[key])
+        for key, text in retyped:
+            _set_dotted(raw, key, text)
         try:
             return Config.model_validate(raw)
         except ValidationError as again:

@@ -105,9 +105,7 @@ class MicroBatcher:
 
     def _run_alone(self, job: _Job, generate: bool) -> None:
         try:
-            prediction = self.predictor.predict_prepared([job.prepared], top_k=job.top_k, generate=generate)[
-                0
-            ]
+            [prediction] = self.predictor.predict_prepared([job.prepared], top_k=job.top_k, generate=generate)
         except Exception as err:
             job.future.set_exception(err)
             return

@@ -16,7 +16,7 @@ import functools
 import logging
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -283,7 +283,8 @@ class Predictor:
         policies = {_missing_policy(p) for p in prepared}
         if len(policies) > 1:  # new posts and records in one call: each kind with its own policy
             if self.uses_explanations:  # asked for all at once: a failure means every sample was asked
-                self._explanations(prepared, generate)
+                pairs = self._explanations(prepared, generate)
+                prepared = [replace(p, explanations=pair) for p, pair in zip(prepared, pairs, strict=True)]
             return self._predict_by_policy(prepared, top_k, batch_size, extras, generate)
         pipeline = self.pipeline
         samples = [p.sample for p in prepared]
