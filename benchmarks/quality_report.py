@@ -76,6 +76,9 @@ PAIRS = [
     ("base", "types-base"),
     ("full", "types-full"),
     ("text-only", "base"),
+    # issue 17: the larger encoder at the 3-epoch schedule (its 8-epoch runs outlast a session here)
+    ("text-only", "mpnet-text-only"),
+    ("base", "mpnet-text-only"),
     ("base", "base-bucketed"),
     ("base-seed43", "base-bucketed"),
     ("base-seed43", "base-bucketed-seed43"),
