@@ -1,8 +1,10 @@
 """Output files: checked before the work starts, written atomically when it is done.
 
-Every command that writes a result (``pgmre predict``, ``score --out``, ``evaluate``, ``explain
-export``, :func:`~pgmre.data.mnre.write_samples`) writes through :func:`atomic_write`: a temporary file
-in the target's directory, then ``os.replace``, so a crash or an interrupt never leaves half a file.
+Every command that writes a result (``score --out``, ``evaluate``, ``explain export``,
+:func:`~pgmre.data.mnre.write_samples`) writes through :func:`atomic_write`: a temporary file in the
+target's directory, then ``os.replace``, so a crash or an interrupt never leaves half a file. ``pgmre
+predict`` does the same with a file it keeps for ``--resume``: ``<out>.partial``, replacing ``<out>``
+once complete (:mod:`pgmre.serve.files`).
 :func:`check_output_file` / :func:`check_output_dir` refuse, before any work, an output that is a
 directory or that would overwrite one of the command's inputs.
 """

@@ -51,24 +51,57 @@ def predict(
     checkpoint: CheckpointOption = "best",
     device: DeviceOption = None,
     precision: PrecisionOption = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="continue the interrupted run whose progress is in OUT.partial and OUT.partial.json "
+            "(same input, run, checkpoint and --top-k); without any, start from the first line",
+        ),
+    ] = False,
 ) -> None:
     """Predict relations for every line of a file; bad lines are reported (file:line: why) and skipped.
 
+    Progress is kept in OUT.partial (+ OUT.partial.json) as the job goes; a job stopped by an error or
+    Ctrl-C keeps it, and --resume continues after the last saved batch.
+
     Exit status: 0 when at least one line was predicted (skipped lines are listed on stderr and counted
-    in the summary), 2 when none could be, or the run or the file cannot be read.
+    in the summary), 2 when none could be, or the run or the file cannot be read, or the job stopped
+    (its progress is kept), 130 when interrupted (Ctrl-C; its progress is kept).
     """
     from tqdm.auto import tqdm
 
     from pgmre.data.mnre import DataError
     from pgmre.explain import BackendUnavailable, CacheError
     from pgmre.outputs import OutputPathError, check_output_file
-    from pgmre.serve.files import predict_file
+    from pgmre.serve.files import ResumeError, check_resume, partial_paths, predict_file, read_progress
 
+    # before the model loads: nothing is lost to a bad --out, or to progress that cannot be resumed
     try:
-        check_output_file(out, [input_file])  # before the model loads: nothing is lost to a bad --out
-    except OutputPathError as err:
+        check_output_file(out, [input_file])
+        if input_file.is_file():  # an unreadable input is reported by predict_file
+            check_resume(out, input_file, run, checkpoint, top_k, resume)
+    except (OutputPathError, ResumeError) as err:
         fail(str(err))
+    if resume and not partial_paths(out)[1].exists():
+        typer.echo(
+            f"--resume: no interrupted run in {out}.partial*; predicting from the first line", err=True
+        )
     predictor = _load(run, checkpoint, device, precision=precision_value(precision))
+
+    def kept() -> str:
+        """What a stopped job left: the lines --resume continues from, or nothing."""
+        try:
+            saved = read_progress(out)
+        except ResumeError:
+            saved = None
+        if saved is None:
+            return f"nothing was written to {out}"
+        return (
+            f"nothing was written to {out}; {saved.predicted:,} predicted lines are kept in "
+            f"{partial_paths(out)[0]}: rerun with --resume to continue"
+        )
+
     try:
         summary = predict_file(
             predictor,
@@ -77,9 +110,15 @@ def predict(
             batch_size=batch_size,
             top_k=top_k,
             on_error=lambda message: tqdm.write(message, file=sys.stderr),
+            resume=resume,
         )
+    except ResumeError as err:
+        fail(str(err))
     except (DataError, OutputPathError, CacheError, BackendUnavailable, FileNotFoundError) as err:
-        fail(f"{err}; nothing was written to {out}")
+        fail(f"{err}; {kept()}")
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted; {kept()}", err=True)
+        raise typer.Exit(130) from None
     typer.echo(json.dumps(summary.to_dict()))
     if summary.predicted == 0:
         fail(f"{input_file}: no line could be predicted ({summary.skipped} skipped)")

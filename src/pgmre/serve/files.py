@@ -8,27 +8,44 @@ neither is reported by the reader of the file's main format. A line that cannot 
 (``file:line: why``) and skipped; every other line gets one output record carrying its line number. An MNRE line whose image
 (or caption) is missing follows the run's ``visual.missing``, as in ``pgmre evaluate``: ``error``
 reports and skips the line, ``blank`` predicts it with blank visual slots.
+
+Progress is kept as the job goes, next to the output: ``<out>.partial`` (the output records, appended
+and flushed after every batch) and ``<out>.partial.json`` (:class:`Progress`, rewritten atomically after
+each batch: the input's sha256, the run, ``top_k``, ``done_through_line`` and the summary so far). On
+success the partial file replaces ``<out>`` (an earlier ``<out>`` is never half-overwritten) and the
+sidecar is deleted; when the job stops (an error, Ctrl-C) both stay, and ``resume=True`` (``pgmre predict
+--resume``) continues after ``done_through_line``: the final file is the one an uninterrupted run writes,
+and no line is predicted or reported twice. Without ``resume``, a leftover sidecar is refused
+(:class:`ResumeError`): the work it holds is never discarded silently.
 """
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
 from pgmre.data.mnre import DataError, not_utf8, read_samples, text_lines
 from pgmre.data.parsing import ParseError, parse_json, parse_literal
 from pgmre.encoders.missing import MissingInputError
-from pgmre.outputs import atomic_write, check_output_file
+from pgmre.outputs import check_output_file, write_text_atomic
 from pgmre.progress import progress_bar
 from pgmre.serve.inputs import InputError, check_text
 from pgmre.serve.predictor import PostInput, Predictor, PreparedInput
 
 InputFormat = Literal["mnre", "simple"]
+PROGRESS_VERSION = 1
+
+
+class ResumeError(ValueError):
+    """The progress of an interrupted job cannot be resumed (damaged, or another job's), or would be
+    discarded by a fresh start; the message names the file and what to do. Nothing was changed."""
 
 
 @dataclass
@@ -144,6 +161,174 @@ def _count_lines(path: Path) -> int:
     return sum(1 for _, line in text_lines(path) if isinstance(line, UnicodeDecodeError) or line.strip())
 
 
+def _sha256(path: str | Path) -> str:
+    with Path(path).open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def partial_paths(output_path: str | Path) -> tuple[Path, Path]:
+    """``(<out>.partial, <out>.partial.json)``: the records predicted so far and the progress sidecar."""
+    target = Path(output_path)
+    return target.with_name(f"{target.name}.partial"), target.with_name(f"{target.name}.partial.json")
+
+
+@dataclass
+class Progress:
+    """The sidecar ``<out>.partial.json``: what an interrupted job had done at its last flushed batch.
+
+    Every input line numbered up to ``done_through_line`` is either one of the ``predicted`` records of
+    ``<out>.partial`` or one of the ``skipped`` (reported in ``errors``)."""
+
+    input: str  # resolved path, for the messages: the content is matched by ``input_sha256``
+    input_sha256: str
+    run: str | None  # resolved run directory (None for a predictor built in memory)
+    checkpoint: str | None
+    top_k: int
+    done_through_line: int
+    predicted: int
+    skipped: int
+    errors: list[str]
+    seconds: float = 0.0
+
+    def to_json(self) -> str:
+        return json.dumps({"version": PROGRESS_VERSION, **asdict(self)}, ensure_ascii=False, indent=1) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> Progress:
+        """The sidecar's content; ``ValueError`` saying what is wrong with it."""
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        if data.get("version") != PROGRESS_VERSION:
+            raise ValueError(f"version {data.get('version')!r}, expected {PROGRESS_VERSION}")
+        kinds: dict[str, tuple[type, ...]] = {
+            "input": (str,),
+            "input_sha256": (str,),
+            "run": (str, type(None)),
+            "checkpoint": (str, type(None)),
+            "top_k": (int,),
+            "done_through_line": (int,),
+            "predicted": (int,),
+            "skipped": (int,),
+            "errors": (list,),
+            "seconds": (int, float),
+        }
+        for f in fields(cls):
+            value = data.get(f.name)
+            if not isinstance(value, kinds[f.name]) or isinstance(value, bool):
+                raise ValueError(f"field {f.name!r}: {value!r}")
+            if isinstance(value, int) and value < 0:
+                raise ValueError(f"field {f.name!r}: negative")
+        if not all(isinstance(e, str) for e in data["errors"]) or len(data["errors"]) != data["skipped"]:
+            raise ValueError("field 'errors': not one message per skipped line")
+        return cls(**{f.name: data[f.name] for f in fields(cls)})
+
+
+def _start_over(output_path: Path) -> str:
+    return f"delete {output_path}.partial* to start over"
+
+
+def read_progress(output_path: str | Path) -> Progress | None:
+    """The progress an interrupted job left next to ``output_path``; None when there is none.
+
+    A damaged sidecar raises :class:`ResumeError` naming it."""
+    target = Path(output_path)
+    _, sidecar = partial_paths(target)
+    try:
+        text = sidecar.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ResumeError(f"{sidecar}: cannot read the progress of an interrupted run: {err}") from None
+    try:
+        return Progress.from_json(text)
+    except (ValueError, TypeError) as err:
+        raise ResumeError(
+            f"{sidecar}: damaged progress file of an interrupted run ({err}); {_start_over(target)}"
+        ) from None
+
+
+def check_resume(
+    output_path: str | Path,
+    input_path: str | Path,
+    run: str | Path | None,
+    checkpoint: str | None,
+    top_k: int,
+    resume: bool,
+    input_sha256: str | None = None,
+) -> Progress | None:
+    """The progress to continue (None: start from the first line), or :class:`ResumeError`.
+
+    Without ``resume``, leftover progress is refused (it is never discarded silently); with it, the
+    progress must be of the same input content, run, checkpoint and ``top_k``. ``pgmre predict`` calls
+    this before the model loads; :func:`predict_file` calls it again."""
+    target = Path(output_path)
+    partial, sidecar = partial_paths(target)
+    progress = read_progress(target)
+    if progress is None:
+        return None
+    if not resume:
+        raise ResumeError(
+            f"{sidecar}: holds {progress.predicted:,} predicted lines of an interrupted run (input "
+            f"{progress.input}, done through line {progress.done_through_line:,}); pass --resume to continue "
+            f"it, or {_start_over(target)}"
+        )
+    digest = input_sha256 or _sha256(input_path)
+    run_now = str(Path(run).resolve()) if run is not None else None
+    mismatches = []
+    if digest != progress.input_sha256:
+        mismatches.append(
+            f"input {progress.input} had sha256 {progress.input_sha256[:12]}, {input_path} has {digest[:12]}"
+        )
+    if (progress.run, progress.checkpoint) != (run_now, checkpoint):
+        mismatches.append(f"run {progress.run}/{progress.checkpoint}, now {run_now}/{checkpoint}")
+    if progress.top_k != top_k:
+        mismatches.append(f"top_k {progress.top_k}, now {top_k}")
+    if mismatches:
+        raise ResumeError(
+            f"{sidecar}: the interrupted run does not match this one ({'; '.join(mismatches)}); resume it "
+            f"with the same input, run, checkpoint and --top-k, or {_start_over(target)}"
+        )
+    if not partial.is_file():
+        raise ResumeError(
+            f"{partial}: missing, but {sidecar} says it holds {progress.predicted:,} predicted lines; "
+            f"{_start_over(target)}"
+        )
+    return progress
+
+
+def _kept_bytes(target: Path, progress: Progress) -> int:
+    """The length of ``partial``'s first ``progress.predicted`` records (every one complete, numbered
+    at most ``done_through_line``, in order): what a resumed job keeps. What follows them (a
+    half-written line, a batch written after the sidecar's last update) is dropped."""
+    partial, _ = partial_paths(target)
+    kept = last = 0
+    with partial.open("rb") as handle:
+        for index in range(1, progress.predicted + 1):
+            raw = handle.readline()
+            where = f"{partial}:{index}"
+            if not raw.endswith(b"\n"):
+                raise ResumeError(
+                    f"{where}: holds {index - 1} complete records, the progress file says "
+                    f"{progress.predicted:,}; {_start_over(target)}"
+                )
+            try:
+                record = json.loads(raw)
+                number = record["line"] if isinstance(record, dict) else None
+            except (ValueError, KeyError):
+                number = None
+            if not isinstance(number, int) or isinstance(number, bool):
+                raise ResumeError(f"{where}: damaged prediction record; {_start_over(target)}")
+            if not last < number <= progress.done_through_line:
+                raise ResumeError(
+                    f"{where}: record of line {number} out of order (after line {last}, done through "
+                    f"{progress.done_through_line}); {_start_over(target)}"
+                )
+            kept += len(raw)
+            last = number
+    return kept
+
+
 def predict_file(
     predictor: Predictor,
     input_path: str | Path,
@@ -152,21 +337,49 @@ def predict_file(
     top_k: int = 3,
     progress: bool = True,
     on_error: Callable[[str], None] | None = None,
+    *,
+    resume: bool = False,
 ) -> PredictSummary:
-    """Predict every line of ``input_path`` into ``output_path`` (written atomically).
+    """Predict every line of ``input_path`` into ``output_path`` (replaced only once the job is done).
 
     ``output_path`` is checked first (:class:`~pgmre.outputs.OutputPathError` when it is a directory or
     the input). A line that cannot be predicted (invalid, no explanation, a missing image under
     ``visual.missing=error``) is reported through ``on_error`` and skipped; the others are all written.
+
+    The records go to ``<out>.partial`` batch by batch, with the progress in ``<out>.partial.json``
+    (see the module). When the job stops on an exception (also ``KeyboardInterrupt``, also one raised by
+    ``on_error``) after a batch was saved, both files stay and the exception gets a note saying how many
+    lines they hold. ``resume=True`` continues such a job (:class:`ResumeError` when its progress is
+    damaged or of another input content, run, checkpoint or ``top_k``; without progress it starts from
+    the first line): the lines already done are neither predicted nor reported again, and the summary
+    counts the whole job. Without ``resume``, leftover progress raises :class:`ResumeError`. Use the
+    same ``batch_size`` to resume for a file identical to an uninterrupted run's, byte for byte.
     """
     from pgmre.explain import ExplanationsMissing
 
     source = Path(input_path)
     target = check_output_file(output_path, [source])
+    partial, sidecar = partial_paths(target)
+    for path in (partial, sidecar):
+        check_output_file(path, [source])
     fmt, kinds = line_kinds(source)
+    digest = _sha256(source)
+    run = str(predictor.run_dir.resolve()) if predictor.run_dir is not None else None
+    saved = check_resume(target, source, run, predictor.checkpoint, top_k, resume, digest)
     summary = PredictSummary(str(source), str(target), fmt)
     started = time.perf_counter()
-    lines = _input_lines(source, predictor, kinds)
+    done_through, earlier_seconds = 0, 0.0
+    if saved is not None:
+        kept = _kept_bytes(target, saved)  # checked before anything changes
+        os.truncate(partial, kept)
+        done_through, earlier_seconds = saved.done_through_line, saved.seconds
+        summary.predicted, summary.skipped, summary.errors = (
+            saved.predicted,
+            saved.skipped,
+            list(saved.errors),
+        )
+    already = sum(1 for number in kinds if number <= done_through)
+    lines = _input_lines(source, predictor, {n: kind for n, kind in kinds.items() if n > done_through})
 
     def skip(line: Line, why: str) -> None:
         message = f"{source}:{line.number}: {why}"
@@ -202,24 +415,60 @@ def predict_file(
             out.write(json.dumps({"line": line.number, **pred.to_dict()}, ensure_ascii=False) + "\n")
             summary.predicted += 1
 
-    with (
-        atomic_write(target) as out,
-        progress_bar(total=_count_lines(source), desc="predict", unit="line", enabled=progress) as bar,
-    ):
-        batch: list[Line] = []
-        for line in lines:
-            if line.prepared is None:
-                skip(line, line.error or "invalid")
-            else:
-                batch.append(line)
-            if len(batch) >= batch_size:
+    def save(out: Any, done: int) -> Progress:
+        """The batch's records on disk, then the sidecar that counts them (in this order)."""
+        out.flush()
+        os.fsync(out.fileno())
+        state = Progress(
+            input=str(source.resolve()),
+            input_sha256=digest,
+            run=run,
+            checkpoint=predictor.checkpoint,
+            top_k=top_k,
+            done_through_line=done,
+            predicted=summary.predicted,
+            skipped=summary.skipped,
+            errors=list(summary.errors),
+            seconds=round(earlier_seconds + time.perf_counter() - started, 3),
+        )
+        write_text_atomic(sidecar, state.to_json())
+        return state
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    out = partial.open("a" if saved is not None else "w", encoding="utf-8")
+    try:
+        with progress_bar(total=_count_lines(source), desc="predict", unit="line", enabled=progress) as bar:
+            bar.update(already)
+            batch: list[Line] = []
+            for line in lines:
+                if line.prepared is None:
+                    skip(line, line.error or "invalid")
+                else:
+                    batch.append(line)
+                if len(batch) >= batch_size:
+                    flush(batch, out)
+                    saved = save(out, line.number)  # every line consumed so far is written or skipped
+                    bar.update(len(batch))
+                    batch = []
+                if line.prepared is None:
+                    bar.update(1)
+            if batch:
                 flush(batch, out)
                 bar.update(len(batch))
-                batch = []
-            if line.prepared is None:
-                bar.update(1)
-        if batch:
-            flush(batch, out)
-            bar.update(len(batch))
-    summary.seconds = round(time.perf_counter() - started, 3)
+            out.flush()
+            os.fsync(out.fileno())
+            out.close()
+        os.replace(partial, target)
+    except BaseException as err:
+        out.close()
+        if saved is None:  # no batch saved: nothing to resume
+            partial.unlink(missing_ok=True)
+        else:
+            err.add_note(
+                f"{saved.predicted:,} predicted lines are kept in {partial}: call again with resume=True "
+                "(pgmre predict --resume) to continue"
+            )
+        raise
+    sidecar.unlink(missing_ok=True)
+    summary.seconds = round(earlier_seconds + time.perf_counter() - started, 3)
     return summary

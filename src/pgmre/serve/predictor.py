@@ -137,6 +137,9 @@ class Predictor:
             precision or pipeline.config.train.precision, next(model.parameters()).device
         )
         self.name = name
+        #: the run directory and checkpoint it was loaded from (None when built in memory)
+        self.run_dir: Path | None = None
+        self.checkpoint: str | None = None
         self.generate_explanations = generate_explanations
         self._lock = threading.Lock()
         self._backends: list[Any] | None = None
@@ -178,13 +181,15 @@ class Predictor:
             from pgmre.explain import ExplanationCache
 
             ExplanationCache(cache).close()  # the integrity check
-        return cls(
+        predictor = cls(
             pipeline,
             model,
             name=f"{run_dir.name}/{checkpoint}",
             generate_explanations=generate_explanations,
             precision=precision,
         )
+        predictor.run_dir, predictor.checkpoint = run_dir, checkpoint
+        return predictor
 
     # ------------------------------------------------------------------ what the run accepts
     @property
