@@ -36,6 +36,7 @@ LABELS = {
     "full-refresh100": "PG-MRE, k-means refresh every 100 steps",
     "ent-names": "Base+Ent, entity names as explanations (control)",
     "base-seed43": "Base, seed 43 (control)",
+    "text-only-seed43": "Text only, seed 43 (control)",
     "base-bucketed": "Base, length-bucketed batches (control)",
     "base-bucketed-seed43": "Base, length-bucketed batches, seed 43 (control)",
     "ent-seed43": "Base+Ent, seed 43 (control)",

@@ -64,6 +64,7 @@ EXPERIMENTS: dict[str, tuple[str, str, list[str]]] = {
     "ent-names": ("controls", "ent", ["explain.backend=name", "explain.artifact=null"]),
     # Base with another seed: how far apart two runs of the same model land (training noise)
     "base-seed43": ("controls", "base", ["seed=43"]),
+    "text-only-seed43": ("controls", "text-only", ["visual.source=none", "seed=43"]),
     "ent-seed43": ("controls", "ent", ["seed=43"]),
     "full-seed43": ("controls", "full", ["seed=43"]),
     # the literal reading of eqs. (9)-(10): the visual slots attend to C_all' alone (docs/method.md)

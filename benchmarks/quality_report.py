@@ -77,7 +77,9 @@ PAIRS = [
     ("full", "types-full"),
     ("text-only", "base"),
     # issue 17: the larger encoder at the 3-epoch schedule (its 8-epoch runs outlast a session here)
+    ("text-only", "text-only-seed43"),
     ("text-only", "mpnet-text-only"),
+    ("text-only-seed43", "mpnet-text-only"),
     ("base", "mpnet-text-only"),
     ("base", "base-bucketed"),
     ("base-seed43", "base-bucketed"),
