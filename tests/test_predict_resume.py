@@ -3,12 +3,16 @@
 A job is stopped for real: ``on_error`` (the public callback) raises ``KeyboardInterrupt`` on a chosen
 bad line, as a Ctrl-C would; at the CLI, the run's wikipedia summaries file is gone when a batch first
 needs it (``BackendUnavailable``). Explanations come from an OpenAI-compatible server on 127.0.0.1
-(``FakeOpenAI``), so the lines a resumed job predicts are counted at the server.
+(``FakeOpenAI``), so the lines a resumed job predicts are counted at the server. Progress is saved
+after every batch here (``save_every_s=0``) unless a test is about the throttle.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
+import os
 import shutil
 from collections import Counter
 from collections.abc import Iterator
@@ -16,12 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import safetensors.torch
 import yaml
 from typer.testing import CliRunner
 
 from pgmre.cli import app
 from pgmre.data.mnre import load_samples
 from pgmre.data.synthetic import SyntheticDataset
+from pgmre.serve import files
 from pgmre.serve.files import PredictSummary, ResumeError, partial_paths, predict_file
 from pgmre.serve.predictor import Predictor
 from test_explain_openai import FakeOpenAI
@@ -77,8 +83,9 @@ class Job:
         self, out: Path | None = None, reported: list[str] | None = None, **kw: Any
     ) -> PredictSummary:
         on_error = reported.append if reported is not None else None
+        kw = {"predictor": self.predictor, "progress": False, "save_every_s": 0, **kw}
         return predict_file(
-            self.predictor, self.src, out or self.out, batch_size=2, progress=False, on_error=on_error, **kw
+            input_path=self.src, output_path=out or self.out, batch_size=2, on_error=on_error, **kw
         )
 
     def reference(self) -> tuple[bytes, PredictSummary]:
@@ -88,17 +95,18 @@ class Job:
         self.forget()
         return data, summary
 
-    def interrupt(self, at_line: int = 7) -> None:
-        """Run until line ``at_line`` is reported, where a Ctrl-C stops the job."""
+    def interrupt(self, at_line: int = 7, kept: int = 4, **kw: Any) -> None:
+        """Run until line ``at_line`` is reported, where a Ctrl-C stops the job with ``kept`` lines saved."""
         where = f"{self.src}:{at_line}: "
 
         def stop(message: str) -> None:
             if message.startswith(where):
                 raise KeyboardInterrupt
 
+        kw = {"predictor": self.predictor, "progress": False, "save_every_s": 0, **kw}
         with pytest.raises(KeyboardInterrupt) as stopped:
-            predict_file(self.predictor, self.src, self.out, batch_size=2, progress=False, on_error=stop)
-        assert f"4 predicted lines are kept in {self.partial}" in "\n".join(stopped.value.__notes__)
+            predict_file(input_path=self.src, output_path=self.out, batch_size=2, on_error=stop, **kw)
+        assert f"{kept} predicted lines are kept in {self.partial}" in "\n".join(stopped.value.__notes__)
 
     def state(self) -> tuple[bytes, bytes]:
         return self.partial.read_bytes(), self.sidecar.read_bytes()
@@ -122,7 +130,9 @@ def test_an_interrupted_job_resumes_to_the_uninterrupted_file(job: Job) -> None:
     progress = json.loads(job.sidecar.read_text())
     assert progress["done_through_line"] == 5 and (progress["predicted"], progress["skipped"]) == (4, 1)
     assert progress["input"] == str(job.src.resolve()) and progress["run"] == str(job.run.resolve())
-    assert (progress["checkpoint"], progress["top_k"], progress["version"]) == ("best", 3, 1)
+    assert (progress["checkpoint"], progress["top_k"], progress["version"]) == ("best", 3, 2)
+    assert progress["weights"] == job.predictor.weights_fingerprint is not None
+    assert progress["precision"] == job.predictor.precision
     assert prompts_at(job.server) == asked([1, 2, 3, 5])  # line 6 waited in the unfinished batch
 
     job.forget()
@@ -168,17 +178,42 @@ def test_progress_of_another_job_is_refused_and_kept(job: Job) -> None:
     assert str(caught.value).startswith(f"{sidecar}: the interrupted run does not match")
     other = Predictor.from_pretrained(job.run, "last")
     with pytest.raises(ResumeError, match=r"run .*/best, now .*/last"):
-        predict_file(other, job.src, job.out, batch_size=2, progress=False, resume=True)
+        job.predict(predictor=other, resume=True)
     job.src.write_text(job.src.read_text().replace("Oslo", "Bergen"))
     with pytest.raises(ResumeError, match=r"had sha256 \w+, .* has \w+") as caught:
         job.predict(resume=True)
     assert str(caught.value).startswith(sidecar)
     assert job.state() == before
 
-    job.sidecar.write_text('{"version": 1, "input": ')
+    job.sidecar.write_text('{"version": 2, "input": ')
     with pytest.raises(ResumeError, match=rf"^{sidecar}: damaged progress file .*delete .*partial\*"):
         job.predict(resume=True)
+    job.sidecar.write_bytes(before[1].replace(b'"version": 2', b'"version": 1'))  # an older format
+    with pytest.raises(ResumeError, match=rf"^{sidecar}: damaged .*\(version 1, expected 2\)"):
+        job.predict(resume=True)
     assert job.partial.read_bytes() == before[0]
+
+
+def test_progress_of_other_weights_or_precision_is_refused(job: Job) -> None:
+    job.interrupt()
+    before = job.state()
+    sidecar = str(job.sidecar)
+    precision = job.predictor.precision
+    job.predictor.precision = "bf16" if precision == "fp32" else "fp32"
+    with pytest.raises(ResumeError, match=rf"precision {precision}, now {job.predictor.precision}"):
+        job.predict(resume=True)
+    job.predictor.precision = precision
+
+    weights = job.run / "best" / "model.safetensors"  # re-trained: every tensor changes, same size
+    tensors = safetensors.torch.load_file(weights)
+    safetensors.torch.save_file(
+        {k: v + 1 if v.is_floating_point() else v for k, v in tensors.items()}, weights
+    )
+    retrained = Predictor.from_pretrained(job.run)
+    with pytest.raises(ResumeError, match=r"the checkpoint's files changed since") as caught:
+        job.predict(predictor=retrained, resume=True)
+    assert str(caught.value).startswith(f"{sidecar}: the interrupted run does not match")
+    assert job.state() == before
 
 
 def test_without_resume_leftover_progress_is_refused_and_nothing_deleted(job: Job) -> None:
@@ -200,13 +235,104 @@ def test_resume_without_progress_starts_from_the_first_line(job: Job) -> None:
     assert prompts_at(job.server) == asked(list(POST_OF_LINE))
 
 
+def test_progress_is_saved_after_the_first_batch_then_every_few_seconds(
+    job: Job, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reference, _ = job.reference()
+    monkeypatch.setattr(files, "SAVE_EVERY_S", 3600.0)  # the default interval, never reached here
+    job.interrupt(kept=2, save_every_s=None)
+    assert json.loads(job.sidecar.read_text())["done_through_line"] == 2
+    assert len(job.partial.read_text().splitlines()) == 4  # batch [3, 5] written, not counted
+    summary = job.predict(resume=True, save_every_s=None)
+    assert job.out.read_bytes() == reference and (summary.predicted, summary.skipped) == (8, 2)
+
+
+def test_the_progress_is_gone_before_the_output_is_renamed(job: Job, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A crash between the two leaves a partial file without progress: never a sidecar counting lines
+    of a file already renamed. The next run overwrites that partial file, with or without --resume."""
+    reference, _ = job.reference()
+    replace = os.replace
+
+    def crash(src: Any, dst: Any) -> None:
+        if Path(src) == job.partial:
+            assert not job.sidecar.exists()
+            raise KeyboardInterrupt
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(KeyboardInterrupt):
+        job.predict()
+    monkeypatch.undo()
+    assert not job.sidecar.exists() and not job.out.exists()
+
+    for resume in (False, True):
+        job.forget()
+        job.partial.write_text('{"line": 1, "relation": "orphan"}\n')  # as a crash there leaves it
+        job.predict(resume=resume)
+        assert job.out.read_bytes() == reference and not job.partial.exists()
+        assert prompts_at(job.server) == asked(list(POST_OF_LINE))  # from the first line
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_full_disk_still_cleans_up(job: Job) -> None:
+    """Closing the partial file fails again (its buffer cannot be flushed): the cleanup still runs."""
+    job.out.parent.mkdir(parents=True)
+    job.partial.symlink_to("/dev/full")
+    with pytest.raises(OSError) as caught:
+        job.predict()
+    assert caught.value.errno == errno.ENOSPC
+    assert not job.partial.is_symlink() and not job.sidecar.exists()  # nothing saved: nothing kept
+
+
+def test_a_resumed_job_shows_its_progress_from_the_lines_already_done(
+    job: Job, caplog: pytest.LogCaptureFixture
+) -> None:
+    job.interrupt()
+    with caplog.at_level(logging.INFO, logger="pgmre.progress"):
+        job.predict(resume=True, progress=True)
+    logged = [r.getMessage() for r in caplog.records if r.name == "pgmre.progress"]
+    assert logged[0].startswith("predict: 5/10 ") and logged[-1].startswith("predict: 10/10 ")
+
+
+def test_a_resumed_job_stopped_before_its_first_save_keeps_the_earlier_progress(job: Job) -> None:
+    reference, whole = job.reference()
+    job.interrupt()
+    before = job.state()
+    job.interrupt(resume=True)  # stopped at line 7 again: batch [6, 8] never flushed
+    assert job.state() == before
+    summary = job.predict(resume=True)
+    assert job.out.read_bytes() == reference
+    assert (summary.predicted, summary.skipped, summary.errors) == (8, 2, whole.errors)
+
+
+def test_a_file_of_records_and_posts_resumes_to_the_uninterrupted_file(
+    job: Job, synthetic_dataset: SyntheticDataset
+) -> None:
+    records = [line for line in synthetic_dataset.test.read_text().splitlines() if line.strip()][:3]
+    mixed = [records[0], LINES[1], records[1], "{not json", LINES[2], records[2], LINES[7], LINES[3]]
+    job.src.write_text("\n".join(mixed) + "\n")
+    reference, whole = job.reference()
+    assert (whole.predicted, whole.skipped) == (6, 2)
+    assert [json.loads(x).get("img_id") is not None for x in reference.splitlines()] == [
+        True, False, True, False, True, False
+    ]  # fmt: skip
+    job.interrupt()  # at line 7: batches [1, 2] [3, 5] saved
+    summary = job.predict(resume=True)
+    assert job.out.read_bytes() == reference
+    assert (summary.predicted, summary.skipped, summary.errors) == (6, 2, whole.errors)
+
+
 # ---------------------------------------------------------------- the CLI
 
 
 def test_cli_keeps_the_lines_of_a_stopped_job_and_resumes_it(
-    trained_caption_run: Path, synthetic_dataset: SyntheticDataset, tmp_path: Path
+    trained_caption_run: Path,
+    synthetic_dataset: SyntheticDataset,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The run's wikipedia summaries are gone when the first line without explanations comes."""
+    monkeypatch.setattr(files, "SAVE_EVERY_S", 0.0)
     run = shutil.copytree(trained_caption_run, tmp_path / "run")
     config = yaml.safe_load((run / "config.yaml").read_text())
     summaries = tmp_path / "summaries.json"
@@ -249,3 +375,31 @@ def test_cli_keeps_the_lines_of_a_stopped_job_and_resumes_it(
 
     code, output = predict("--resume", "--top-k", "2", to=tmp_path / "fresh.jsonl")
     assert code == 0 and "--resume: no interrupted run" in output and "from the first line" in output
+
+
+@pytest.mark.parametrize("clash", ["input", "directory", "sidecar directory"])
+def test_cli_checks_the_partial_paths_before_the_run_loads(tmp_path: Path, clash: str) -> None:
+    out = tmp_path / "pred.jsonl"
+    partial, sidecar = partial_paths(out)
+    src = tmp_path / "posts.jsonl"
+    if clash == "input":
+        src = partial  # --input X.jsonl.partial --out X.jsonl
+    else:
+        (partial if clash == "directory" else sidecar).mkdir()
+    src.write_text(LINES[1] + "\n")
+    args = ["predict", "--run", str(tmp_path / "no-run"), "--input", str(src), "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    named = partial if clash != "sidecar directory" else sidecar
+    why = "is the input" if clash == "input" else "is a directory"
+    assert f"{named}: {why}" in result.output and "no-run" not in result.output
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_cli_reports_a_full_disk(job: Job) -> None:
+    job.out.parent.mkdir(parents=True)
+    job.partial.symlink_to("/dev/full")
+    args = ["predict", "--run", str(job.run), "--input", str(job.src), "--out", str(job.out)]
+    result = CliRunner().invoke(app, [*args, "--batch-size", "2"])
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert "No space left on device" in result.output and f"nothing was written to {job.out}" in result.output

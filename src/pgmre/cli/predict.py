@@ -56,14 +56,14 @@ def predict(
         typer.Option(
             "--resume",
             help="continue the interrupted run whose progress is in OUT.partial and OUT.partial.json "
-            "(same input, run, checkpoint and --top-k); without any, start from the first line",
+            "(same input, run, checkpoint, precision and --top-k); without any, start from the first line",
         ),
     ] = False,
 ) -> None:
     """Predict relations for every line of a file; bad lines are reported (file:line: why) and skipped.
 
-    Progress is kept in OUT.partial (+ OUT.partial.json) as the job goes; a job stopped by an error or
-    Ctrl-C keeps it, and --resume continues after the last saved batch.
+    Progress is kept in OUT.partial (+ OUT.partial.json) as the job goes (saved every few seconds); a
+    job stopped by an error or Ctrl-C keeps it, and --resume continues after the last save.
 
     Exit status: 0 when at least one line was predicted (skipped lines are listed on stderr and counted
     in the summary), 2 when none could be, or the run or the file cannot be read, or the job stopped
@@ -79,6 +79,8 @@ def predict(
     # before the model loads: nothing is lost to a bad --out, or to progress that cannot be resumed
     try:
         check_output_file(out, [input_file])
+        for path in partial_paths(out):
+            check_output_file(path, [input_file])
         if input_file.is_file():  # an unreadable input is reported by predict_file
             check_resume(out, input_file, run, checkpoint, top_k, resume)
     except (OutputPathError, ResumeError) as err:
@@ -114,8 +116,8 @@ def predict(
         )
     except ResumeError as err:
         fail(str(err))
-    except (DataError, OutputPathError, CacheError, BackendUnavailable, FileNotFoundError) as err:
-        fail(f"{err}; {kept()}")
+    except (DataError, OutputPathError, CacheError, BackendUnavailable, OSError) as err:
+        fail(f"{err}; {kept()}")  # OSError: an unreadable input or image, a full disk
     except KeyboardInterrupt:
         typer.echo(f"interrupted; {kept()}", err=True)
         raise typer.Exit(130) from None

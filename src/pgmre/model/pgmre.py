@@ -34,6 +34,15 @@ ENCODER_PREFIX = "text_encoder."
 ExplanationEncoder = Literal["shared", "frozen"]
 
 
+def checkpoint_fingerprint(directory: str | Path) -> str:
+    """Identify the model a checkpoint directory holds: its ``pgmre_config.json`` and ``model.safetensors``,
+    each by :func:`~pgmre.encoders.feature_cache.weights_fingerprint` (size, first and last MiB)."""
+    from pgmre.encoders.feature_cache import content_key, weights_fingerprint
+
+    parts = [weights_fingerprint(Path(directory) / name) for name in (CONFIG_NAME, WEIGHTS_NAME)]
+    return content_key(" ".join(parts))[:16]
+
+
 class Guidance(NamedTuple):
     """What eqs. (9)-(10) attend to, and which samples of the batch may not see it."""
 
@@ -85,6 +94,10 @@ class PGMRE(nn.Module):
     batch carries the image caption's tokens, whose fine-tuned encoder states replace the image slot as
     F_V (``visual.captions.image_tokens``; docs/method.md, "Caption tokens as F_V").
     """
+
+    #: the fingerprint of the ``pgmre_config.json`` and ``model.safetensors`` :meth:`from_pretrained`
+    #: read (:func:`checkpoint_fingerprint`); None for a model built in memory
+    fingerprint: str | None = None
 
     def __init__(
         self,
@@ -470,6 +483,7 @@ class PGMRE(nn.Module):
             raise RunLoadError(
                 weights, f"damaged weights, or weights that do not fit {CONFIG_NAME} ({describe(err)})", fix
             ) from err
+        model.fingerprint = checkpoint_fingerprint(path)
         return model.to(device).eval()
 
     @classmethod

@@ -10,17 +10,21 @@ neither is reported by the reader of the file's main format. A line that cannot 
 reports and skips the line, ``blank`` predicts it with blank visual slots.
 
 Progress is kept as the job goes, next to the output: ``<out>.partial`` (the output records, appended
-and flushed after every batch) and ``<out>.partial.json`` (:class:`Progress`, rewritten atomically after
-each batch: the input's sha256, the run, ``top_k``, ``done_through_line`` and the summary so far). On
-success the partial file replaces ``<out>`` (an earlier ``<out>`` is never half-overwritten) and the
-sidecar is deleted; when the job stops (an error, Ctrl-C) both stay, and ``resume=True`` (``pgmre predict
---resume``) continues after ``done_through_line``: the final file is the one an uninterrupted run writes,
-and no line is predicted or reported twice. Without ``resume``, a leftover sidecar is refused
+batch by batch) and ``<out>.partial.json`` (:class:`Progress`, rewritten atomically after the first batch
+and then at a batch boundary at most every :data:`SAVE_EVERY_S` seconds: the input's sha256, the run,
+the checkpoint's fingerprint, the precision, ``top_k``, ``done_through_line`` and the summary so far).
+On success the sidecar is deleted, then the partial file replaces ``<out>`` (an earlier ``<out>`` is
+never half-overwritten; a crash between the two leaves a partial file without progress, which the next
+run overwrites). When the job stops (an error, Ctrl-C) both stay, and ``resume=True`` (``pgmre predict
+--resume``) continues after ``done_through_line``: the lines after the last save are predicted (and
+their bad lines reported) again, the lines up to it are not, and the final file and the summary's
+counts are exactly those of an uninterrupted run. Without ``resume``, a leftover sidecar is refused
 (:class:`ResumeError`): the work it holds is never discarded silently.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import heapq
 import json
@@ -40,7 +44,10 @@ from pgmre.serve.inputs import InputError, check_text
 from pgmre.serve.predictor import PostInput, Predictor, PreparedInput
 
 InputFormat = Literal["mnre", "simple"]
-PROGRESS_VERSION = 1
+PROGRESS_VERSION = 2
+#: Seconds of wall time between two saves of the progress sidecar (the first batch is always saved):
+#: rewriting it, every error message included, after every batch is quadratic in the bad lines.
+SAVE_EVERY_S = 2.0
 
 
 class ResumeError(ValueError):
@@ -174,7 +181,7 @@ def partial_paths(output_path: str | Path) -> tuple[Path, Path]:
 
 @dataclass
 class Progress:
-    """The sidecar ``<out>.partial.json``: what an interrupted job had done at its last flushed batch.
+    """The sidecar ``<out>.partial.json``: what an interrupted job had done at its last save.
 
     Every input line numbered up to ``done_through_line`` is either one of the ``predicted`` records of
     ``<out>.partial`` or one of the ``skipped`` (reported in ``errors``)."""
@@ -183,6 +190,8 @@ class Progress:
     input_sha256: str
     run: str | None  # resolved run directory (None for a predictor built in memory)
     checkpoint: str | None
+    weights: str | None  # ``Predictor.weights_fingerprint``: the checkpoint's files as loaded
+    precision: str  # ``Predictor.precision``, the effective one (fp32, bf16)
     top_k: int
     done_through_line: int
     predicted: int
@@ -206,6 +215,8 @@ class Progress:
             "input_sha256": (str,),
             "run": (str, type(None)),
             "checkpoint": (str, type(None)),
+            "weights": (str, type(None)),
+            "precision": (str,),
             "top_k": (int,),
             "done_through_line": (int,),
             "predicted": (int,),
@@ -256,12 +267,15 @@ def check_resume(
     top_k: int,
     resume: bool,
     input_sha256: str | None = None,
+    model: tuple[str | None, str] | None = None,
 ) -> Progress | None:
     """The progress to continue (None: start from the first line), or :class:`ResumeError`.
 
     Without ``resume``, leftover progress is refused (it is never discarded silently); with it, the
-    progress must be of the same input content, run, checkpoint and ``top_k``. ``pgmre predict`` calls
-    this before the model loads; :func:`predict_file` calls it again."""
+    progress must be of the same input content, run, checkpoint and ``top_k``, and, when ``model`` (the
+    loaded predictor's ``(weights_fingerprint, precision)``) is given, of the same checkpoint files and
+    precision. ``pgmre predict`` calls this before the model loads (without ``model``);
+    :func:`predict_file` calls it again, with it."""
     target = Path(output_path)
     partial, sidecar = partial_paths(target)
     progress = read_progress(target)
@@ -284,10 +298,19 @@ def check_resume(
         mismatches.append(f"run {progress.run}/{progress.checkpoint}, now {run_now}/{checkpoint}")
     if progress.top_k != top_k:
         mismatches.append(f"top_k {progress.top_k}, now {top_k}")
+    if model is not None:
+        weights, precision = model
+        if progress.weights != weights:
+            mismatches.append(
+                f"the checkpoint's files changed since: fingerprint {progress.weights}, now {weights}"
+            )
+        if progress.precision != precision:
+            mismatches.append(f"precision {progress.precision}, now {precision}")
     if mismatches:
         raise ResumeError(
             f"{sidecar}: the interrupted run does not match this one ({'; '.join(mismatches)}); resume it "
-            f"with the same input, run, checkpoint and --top-k, or {_start_over(target)}"
+            f"with the same input, run, checkpoint (unchanged), precision and --top-k, or "
+            f"{_start_over(target)}"
         )
     if not partial.is_file():
         raise ResumeError(
@@ -339,6 +362,7 @@ def predict_file(
     on_error: Callable[[str], None] | None = None,
     *,
     resume: bool = False,
+    save_every_s: float | None = None,
 ) -> PredictSummary:
     """Predict every line of ``input_path`` into ``output_path`` (replaced only once the job is done).
 
@@ -347,11 +371,13 @@ def predict_file(
     ``visual.missing=error``) is reported through ``on_error`` and skipped; the others are all written.
 
     The records go to ``<out>.partial`` batch by batch, with the progress in ``<out>.partial.json``
-    (see the module). When the job stops on an exception (also ``KeyboardInterrupt``, also one raised by
-    ``on_error``) after a batch was saved, both files stay and the exception gets a note saying how many
-    lines they hold. ``resume=True`` continues such a job (:class:`ResumeError` when its progress is
-    damaged or of another input content, run, checkpoint or ``top_k``; without progress it starts from
-    the first line): the lines already done are neither predicted nor reported again, and the summary
+    (see the module), saved after the first batch and then at most every ``save_every_s`` seconds
+    (default :data:`SAVE_EVERY_S`; 0: after every batch). When the job stops on an exception (also
+    ``KeyboardInterrupt``, also one raised by ``on_error``) after a save, both files stay and the
+    exception gets a note saying how many lines they hold. ``resume=True`` continues such a job
+    (:class:`ResumeError` when its progress is damaged or of another input content, run, checkpoint,
+    checkpoint files, precision or ``top_k``; without progress it starts from the first line): the lines
+    up to the last save are neither predicted nor reported again (those after it are), and the summary
     counts the whole job. Without ``resume``, leftover progress raises :class:`ResumeError`. Use the
     same ``batch_size`` to resume for a file identical to an uninterrupted run's, byte for byte.
     """
@@ -365,7 +391,10 @@ def predict_file(
     fmt, kinds = line_kinds(source)
     digest = _sha256(source)
     run = str(predictor.run_dir.resolve()) if predictor.run_dir is not None else None
-    saved = check_resume(target, source, run, predictor.checkpoint, top_k, resume, digest)
+    model = (predictor.weights_fingerprint, predictor.precision)
+    saved = check_resume(target, source, run, predictor.checkpoint, top_k, resume, digest, model)
+    every = SAVE_EVERY_S if save_every_s is None else save_every_s
+    last_save: float | None = None  # when this job last saved (None: not yet)
     summary = PredictSummary(str(source), str(target), fmt)
     started = time.perf_counter()
     done_through, earlier_seconds = 0, 0.0
@@ -424,6 +453,8 @@ def predict_file(
             input_sha256=digest,
             run=run,
             checkpoint=predictor.checkpoint,
+            weights=model[0],
+            precision=model[1],
             top_k=top_k,
             done_through_line=done,
             predicted=summary.predicted,
@@ -437,8 +468,9 @@ def predict_file(
     target.parent.mkdir(parents=True, exist_ok=True)
     out = partial.open("a" if saved is not None else "w", encoding="utf-8")
     try:
-        with progress_bar(total=_count_lines(source), desc="predict", unit="line", enabled=progress) as bar:
-            bar.update(already)
+        with progress_bar(
+            total=_count_lines(source), desc="predict", unit="line", enabled=progress, initial=already
+        ) as bar:
             batch: list[Line] = []
             for line in lines:
                 if line.prepared is None:
@@ -447,7 +479,10 @@ def predict_file(
                     batch.append(line)
                 if len(batch) >= batch_size:
                     flush(batch, out)
-                    saved = save(out, line.number)  # every line consumed so far is written or skipped
+                    now = time.monotonic()
+                    if last_save is None or now - last_save >= every:
+                        saved = save(out, line.number)  # every line consumed so far is written or skipped
+                        last_save = now
                     bar.update(len(batch))
                     batch = []
                 if line.prepared is None:
@@ -458,10 +493,15 @@ def predict_file(
             out.flush()
             os.fsync(out.fileno())
             out.close()
+        # the progress goes first: a crash before the rename leaves a partial file without progress,
+        # which the next run overwrites (never a sidecar counting lines of a file already renamed)
+        sidecar.unlink(missing_ok=True)
+        saved = None
         os.replace(partial, target)
     except BaseException as err:
-        out.close()
-        if saved is None:  # no batch saved: nothing to resume
+        with contextlib.suppress(OSError):  # e.g. ENOSPC flushing the buffer: the cleanup still happens
+            out.close()
+        if saved is None:  # no batch saved (or its progress already deleted): nothing to resume
             partial.unlink(missing_ok=True)
         else:
             err.add_note(
@@ -469,6 +509,5 @@ def predict_file(
                 "(pgmre predict --resume) to continue"
             )
         raise
-    sidecar.unlink(missing_ok=True)
     summary.seconds = round(earlier_seconds + time.perf_counter() - started, 3)
     return summary

@@ -140,6 +140,8 @@ class Predictor:
         #: the run directory and checkpoint it was loaded from (None when built in memory)
         self.run_dir: Path | None = None
         self.checkpoint: str | None = None
+        #: the fingerprint of the checkpoint's files as loaded (``PGMRE.fingerprint``; None in memory)
+        self.weights_fingerprint: str | None = None
         self.generate_explanations = generate_explanations
         self._lock = threading.Lock()
         self._backends: list[Any] | None = None
@@ -189,6 +191,7 @@ class Predictor:
             precision=precision,
         )
         predictor.run_dir, predictor.checkpoint = run_dir, checkpoint
+        predictor.weights_fingerprint = model.fingerprint
         return predictor
 
     # ------------------------------------------------------------------ what the run accepts
