@@ -83,10 +83,8 @@ class Job:
         self, out: Path | None = None, reported: list[str] | None = None, **kw: Any
     ) -> PredictSummary:
         on_error = reported.append if reported is not None else None
-        kw = {"predictor": self.predictor, "progress": False, "save_every_s": 0, **kw}
-        return predict_file(
-            input_path=self.src, output_path=out or self.out, batch_size=2, on_error=on_error, **kw
-        )
+        kw = {"predictor": self.predictor, "progress": False, "save_every_s": 0, "batch_size": 2, **kw}
+        return predict_file(input_path=self.src, output_path=out or self.out, on_error=on_error, **kw)
 
     def reference(self) -> tuple[bytes, PredictSummary]:
         """What an uninterrupted job writes (to another file), then a fresh cache."""
@@ -130,9 +128,10 @@ def test_an_interrupted_job_resumes_to_the_uninterrupted_file(job: Job) -> None:
     progress = json.loads(job.sidecar.read_text())
     assert progress["done_through_line"] == 5 and (progress["predicted"], progress["skipped"]) == (4, 1)
     assert progress["input"] == str(job.src.resolve()) and progress["run"] == str(job.run.resolve())
-    assert (progress["checkpoint"], progress["top_k"], progress["version"]) == ("best", 3, 2)
+    assert (progress["checkpoint"], progress["top_k"], progress["version"]) == ("best", 3, 3)
     assert progress["weights"] == job.predictor.weights_fingerprint is not None
     assert progress["precision"] == job.predictor.precision
+    assert progress["batch_size"] == 2
     assert prompts_at(job.server) == asked([1, 2, 3, 5])  # line 6 waited in the unfinished batch
 
     job.forget()
@@ -185,11 +184,11 @@ def test_progress_of_another_job_is_refused_and_kept(job: Job) -> None:
     assert str(caught.value).startswith(sidecar)
     assert job.state() == before
 
-    job.sidecar.write_text('{"version": 2, "input": ')
+    job.sidecar.write_text('{"version": 3, "input": ')
     with pytest.raises(ResumeError, match=rf"^{sidecar}: damaged progress file .*delete .*partial\*"):
         job.predict(resume=True)
-    job.sidecar.write_bytes(before[1].replace(b'"version": 2', b'"version": 1'))  # an older format
-    with pytest.raises(ResumeError, match=rf"^{sidecar}: damaged .*\(version 1, expected 2\)"):
+    job.sidecar.write_bytes(before[1].replace(b'"version": 3', b'"version": 2'))  # an older format
+    with pytest.raises(ResumeError, match=rf"^{sidecar}: damaged .*\(version 2, expected 3\)"):
         job.predict(resume=True)
     assert job.partial.read_bytes() == before[0]
 
@@ -214,6 +213,21 @@ def test_progress_of_other_weights_or_precision_is_refused(job: Job) -> None:
         job.predict(predictor=retrained, resume=True)
     assert str(caught.value).startswith(f"{sidecar}: the interrupted run does not match")
     assert job.state() == before
+
+
+def test_another_batch_size_resumes_with_a_warning(job: Job, caplog: pytest.LogCaptureFixture) -> None:
+    reference, whole = job.reference()
+    job.interrupt()
+    job.forget()
+    with caplog.at_level(logging.WARNING, logger="pgmre.serve.files"):
+        summary = job.predict(resume=True, batch_size=3)
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "pgmre.serve.files"]
+    assert warning.startswith(f"{job.sidecar}: resuming with batch size 3, the interrupted run used 2")
+    assert (summary.predicted, summary.skipped, summary.errors) == (8, 2, whole.errors)
+    got = [json.loads(x) for x in job.out.read_text().splitlines()]
+    want = [json.loads(x) for x in reference.decode().splitlines()]
+    assert [(r["line"], r["relation"]) for r in got] == [(r["line"], r["relation"]) for r in want]
+    assert prompts_at(job.server) == asked([6, 8, 9, 11])
 
 
 def test_without_resume_leftover_progress_is_refused_and_nothing_deleted(job: Job) -> None:

@@ -12,7 +12,8 @@ reports and skips the line, ``blank`` predicts it with blank visual slots.
 Progress is kept as the job goes, next to the output: ``<out>.partial`` (the output records, appended
 batch by batch) and ``<out>.partial.json`` (:class:`Progress`, rewritten atomically after the first batch
 and then at a batch boundary at most every :data:`SAVE_EVERY_S` seconds: the input's sha256, the run,
-the checkpoint's fingerprint, the precision, ``top_k``, ``done_through_line`` and the summary so far).
+the checkpoint's fingerprint, the precision, ``top_k``, the batch size, ``done_through_line`` and the
+summary so far).
 On success the sidecar is deleted, then the partial file replaces ``<out>`` (an earlier ``<out>`` is
 never half-overwritten; a crash between the two leaves a partial file without progress, which the next
 run overwrites). When the job stops (an error, Ctrl-C) both stay, and ``resume=True`` (``pgmre predict
@@ -28,6 +29,7 @@ import contextlib
 import hashlib
 import heapq
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -44,10 +46,11 @@ from pgmre.serve.inputs import InputError, check_text
 from pgmre.serve.predictor import PostInput, Predictor, PreparedInput
 
 InputFormat = Literal["mnre", "simple"]
-PROGRESS_VERSION = 2
+PROGRESS_VERSION = 3
 #: Seconds of wall time between two saves of the progress sidecar (the first batch is always saved):
 #: rewriting it, every error message included, after every batch is quadratic in the bad lines.
 SAVE_EVERY_S = 2.0
+log = logging.getLogger(__name__)
 
 
 class ResumeError(ValueError):
@@ -193,6 +196,7 @@ class Progress:
     weights: str | None  # ``Predictor.weights_fingerprint``: the checkpoint's files as loaded
     precision: str  # ``Predictor.precision``, the effective one (fp32, bf16)
     top_k: int
+    batch_size: int  # a resumed job may use another (a warning): the padding can move the last digits
     done_through_line: int
     predicted: int
     skipped: int
@@ -218,6 +222,7 @@ class Progress:
             "weights": (str, type(None)),
             "precision": (str,),
             "top_k": (int,),
+            "batch_size": (int,),
             "done_through_line": (int,),
             "predicted": (int,),
             "skipped": (int,),
@@ -379,7 +384,8 @@ def predict_file(
     checkpoint files, precision or ``top_k``; without progress it starts from the first line): the lines
     up to the last save are neither predicted nor reported again (those after it are), and the summary
     counts the whole job. Without ``resume``, leftover progress raises :class:`ResumeError`. Use the
-    same ``batch_size`` to resume for a file identical to an uninterrupted run's, byte for byte.
+    same ``batch_size`` to resume for a file identical to an uninterrupted run's, byte for byte (another
+    one is logged as a warning).
     """
     from pgmre.explain import ExplanationsMissing
 
@@ -399,6 +405,15 @@ def predict_file(
     started = time.perf_counter()
     done_through, earlier_seconds = 0, 0.0
     if saved is not None:
+        if saved.batch_size != batch_size:
+            log.warning(
+                "%s: resuming with batch size %d, the interrupted run used %d: the probabilities of the "
+                "lines predicted now may differ in their last digits from an uninterrupted run's "
+                "(padding changes with the batch); the labels and line numbers are unaffected",
+                sidecar,
+                batch_size,
+                saved.batch_size,
+            )
         kept = _kept_bytes(target, saved)  # checked before anything changes
         os.truncate(partial, kept)
         done_through, earlier_seconds = saved.done_through_line, saved.seconds
@@ -456,6 +471,7 @@ def predict_file(
             weights=model[0],
             precision=model[1],
             top_k=top_k,
+            batch_size=batch_size,
             done_through_line=done,
             predicted=summary.predicted,
             skipped=summary.skipped,
