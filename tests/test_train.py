@@ -270,14 +270,15 @@ def _train_cmd(config_path: Path, run_dir: Path, *extra: str) -> list[str]:
 def test_resume_after_sigkill_matches_uninterrupted(
     synthetic_dataset: SyntheticDataset, tiny_bert: Path, tmp_path: Path
 ) -> None:
-    # Dropout on: an exact resume must also restore the dropout masks (RNG state), not only the weights.
+    # Dropout on: an exact resume must also restore the dropout masks (RNG state), not only the weights;
+    # the k-means refresh of the prototypes every 3 steps: its step count and recent features too.
     raw = tiny_config(
         synthetic_dataset,
         tiny_bert,
         tmp_path,
         # 6 batches an epoch in pools of 2: the bucketed batch list must resume at the same batch
         train={"epochs": 4, "checkpoint_every_steps": 1, "length_buckets": 2},
-        model={"dropout": 0.1},
+        model={"dropout": 0.1, "prototype_refresh_steps": 3},
     )
     config_path = tmp_path / "config.yaml"
     config_path.write_text(yaml.safe_dump(raw))

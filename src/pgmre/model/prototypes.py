@@ -122,15 +122,16 @@ class EMAVectorQuantizer(nn.Module):
         self.eps = eps
         self.refresh_steps = refresh_steps
         self.refresh_buffer = refresh_buffer
-        self._recent: list[Tensor] = []  # the latest training features, for refresh (not saved)
         prototypes = torch.randn(num_prototypes, dim)
         self.register_buffer("prototypes", prototypes)  # eq. (3) / eq. (12)
         self.register_buffer("cluster_size", torch.ones(num_prototypes))
         self.register_buffer("embed_sum", prototypes.clone())
         self.register_buffer("initialised", torch.tensor(init == "random"))
         self.register_buffer("steps_unused", torch.zeros(num_prototypes, dtype=torch.long))
-        # training steps seen (not saved: checkpoints stay loadable across versions; after a resume
-        # the refresh schedule restarts)
+        # the latest training features and the training steps seen, for refresh: not in the weights (so
+        # checkpoints stay loadable across versions) but in the trainer's state (``refresh_state``), so
+        # that a resumed run refreshes on the same schedule and features
+        self._recent: list[Tensor] = []
         self.register_buffer("updates", torch.zeros((), dtype=torch.long), persistent=False)
         # Training-time assignment counts since the last read of stats(); logging only, not saved.
         self.register_buffer("usage", torch.zeros(num_prototypes), persistent=False)
@@ -214,6 +215,21 @@ class EMAVectorQuantizer(nn.Module):
             if int(self.updates) % self.refresh_steps == 0:
                 self._refresh()
 
+    def refresh_state(self) -> dict[str, Tensor]:
+        """What the k-means refresh remembers between steps (the step count and the recent features):
+        the trainer saves it with its own state, so that a resumed run refreshes exactly as an
+        uninterrupted one."""
+        return {
+            "updates": self.updates.detach().cpu().clone(),
+            "recent": torch.cat(self._recent).cpu() if self._recent else torch.zeros(0, self.dim),
+            "recent_sizes": torch.tensor([len(t) for t in self._recent], dtype=torch.long),
+        }
+
+    def load_refresh_state(self, state: dict[str, Tensor]) -> None:
+        self.updates.copy_(state["updates"])
+        recent = state["recent"].to(self.prototypes.device)
+        self._recent = list(recent.split(state["recent_sizes"].tolist())) if len(recent) else []
+
     @torch.no_grad()
     def _refresh(self) -> None:
         """Reset the bank to k-means centres of the recent features (rank 0's, broadcast under DDP)."""
@@ -263,3 +279,15 @@ class EMAVectorQuantizer(nn.Module):
         if reset:
             self.usage.zero_()
         return result
+
+
+def refresh_states(model: nn.Module) -> dict[str, dict[str, Tensor]]:
+    """Every prototype bank's :meth:`EMAVectorQuantizer.refresh_state`, by module name."""
+    return {name: m.refresh_state() for name, m in model.named_modules() if isinstance(m, EMAVectorQuantizer)}
+
+
+def load_refresh_states(model: nn.Module, states: dict[str, dict[str, Tensor]]) -> None:
+    """Restore what :func:`refresh_states` saved (banks it does not name keep a fresh schedule)."""
+    for name, module in model.named_modules():
+        if isinstance(module, EMAVectorQuantizer) and name in states:
+            module.load_refresh_state(states[name])

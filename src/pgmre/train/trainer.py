@@ -4,9 +4,8 @@ It runs unchanged on one CPU, one GPU, or many processes under ``torchrun``/``ac
 (``accelerate`` handles process groups, DDP wrapping and mixed precision; only rank 0 writes).
 Determinism: the order of every epoch comes from ``seed + epoch``, and the last checkpoint carries
 optimizer, scheduler and RNG state plus the position inside the epoch, so a resumed run continues
-exactly where the interrupted one stopped (tested bit for bit). One exception: the optional k-means
-refresh of the prototype banks (``model.prototype_refresh_steps``, off by default) keeps its feature
-buffer and step count in memory only, so after a resume it refreshes on a later schedule.
+exactly where the interrupted one stopped (tested bit for bit), the optional k-means refresh of the
+prototype banks included (its step count and recent features are saved with the trainer state).
 """
 
 from __future__ import annotations
@@ -30,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 from pgmre.config import Config, dump_config
 from pgmre.evaluate.inference import move_batch, predict_dataset, sample_lengths
 from pgmre.evaluate.metrics import score
+from pgmre.model.prototypes import load_refresh_states, refresh_states
 from pgmre.outputs import write_text_atomic
 from pgmre.precision import Precision, accelerate_mixed_precision, autocast, resolve_precision
 from pgmre.progress import progress_bar
@@ -155,7 +155,14 @@ class Trainer:
             with atomic_directory(self.run_dir / name) as tmp:
                 unwrapped.save_pretrained(tmp)
                 if name == "last":
-                    save_trainer_state(tmp, optimizer, scheduler, progress, scaler=self.accelerator.scaler)
+                    save_trainer_state(
+                        tmp,
+                        optimizer,
+                        scheduler,
+                        progress,
+                        scaler=self.accelerator.scaler,
+                        prototype_refresh=refresh_states(unwrapped),
+                    )
         self.accelerator.wait_for_everyone()
 
     def evaluate(self, model: torch.nn.Module, dataset: Dataset, collate: Any, vocab: Any) -> dict[str, Any]:
@@ -205,6 +212,7 @@ class Trainer:
         optimizer, scheduler = build_optimizer(model, cfg.train, total_steps)
 
         progress = Progress()
+        refresh: dict[str, Any] = {}  # the prototype banks' refresh schedules (absent: an older run)
         if resuming:
             state = load_trainer_state(last)
             optimizer.load_state_dict(state["optimizer"])
@@ -212,6 +220,7 @@ class Trainer:
             if state.get("scaler") is not None and acc.scaler is not None:
                 acc.scaler.load_state_dict(state["scaler"])
             progress = Progress(**state["progress"])
+            refresh = state.get("prototype_refresh", {})
             keep_optimizer_kernel(optimizer, cfg.train.optimizer_impl)
             set_rng_state(state["rng"])
             self._truncate_metrics(progress.epoch)
@@ -232,6 +241,7 @@ class Trainer:
                 cfg.train.length_buckets,
             )
         model, optimizer = acc.prepare(model, optimizer)
+        load_refresh_states(acc.unwrap_model(model), refresh)  # on the device the banks are now on
         if self.is_main:
             log.info("precision: %s (train.precision=%s)", self.precision_label, cfg.train.precision)
         previous_handlers = self._install_signal_handlers()
