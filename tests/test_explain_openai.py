@@ -202,12 +202,14 @@ def test_rerun_retries_failures_only(fake_server: FakeOpenAI, tmp_path: Path) ->
 
 def test_rate_limit_spaces_request_starts(fake_server: FakeOpenAI, tmp_path: Path) -> None:
     cfg = openai_config(fake_server.url, tmp_path / "c.sqlite", concurrency=8, requests_per_second=25)
-    requests = [ExplanationRequest(f"ok-{i}", "a post") for i in range(8)]
+    requests = [ExplanationRequest(f"ok-{i}", "a post") for i in range(13)]
     with ExplanationCache(cfg.cache) as cache:
         report = Explainer(cfg, cache).run(requests)
-    assert len(report.explained) == 8
+    assert len(report.explained) == 13
     starts = sorted(t[0] for t in fake_server.attempts.values())
-    assert starts[-1] - starts[0] >= 7 / 25 * 0.9
+    # 12 gaps of 40 ms leave the client; at the server, a request held up by a busy CPU (the first one
+    # also opens its connection) can shorten the span by some 0.1 s, where no limit gives a few ms
+    assert starts[-1] - starts[0] >= 12 / 25 - 0.15
 
 
 def test_concurrency_overlaps_slow_replies(tmp_path: Path) -> None:

@@ -165,3 +165,33 @@ def test_kmeans_refresh_is_skipped_until_the_buffer_holds_k_features() -> None:
     vq.train()
     vq(torch.tensor([[0.1, 0.0]]))  # one feature < 3 prototypes: nothing to cluster yet
     assert torch.allclose(vq.prototypes[1:], before[1:])
+
+
+def test_a_resumed_bank_refreshes_and_counts_as_an_uninterrupted_one() -> None:
+    """The trainer saves ``resume_state`` with its own state: a bank restored from it (steps whose rows
+    were all masked out included) goes on exactly as the one that was saved."""
+    torch.manual_seed(0)
+    steps = [(torch.randn(4, 2), torch.tensor([True, True, False, True])) for _ in range(3)]
+    steps += [(torch.randn(4, 2), torch.zeros(4, dtype=torch.bool)) for _ in range(2)]  # no valid rows
+    later = [(torch.randn(4, 2), None) for _ in range(4)]
+    straight = _bank([[0.0, 0.0], [1.0, 1.0]], refresh_steps=7, refresh_buffer=12).train()
+    for x, mask in steps:
+        straight(x, mask)
+    resumed = _bank([[0.0, 0.0], [1.0, 1.0]], refresh_steps=7, refresh_buffer=12).train()
+    resumed.load_state_dict(straight.state_dict())
+    resumed.load_resume_state(straight.resume_state())
+    assert len(resumed._recent) == len(straight._recent) == 5  # the two empty steps keep their place
+    masked_only = _bank([[0.0, 0.0], [1.0, 1.0]], refresh_steps=7).train()
+    for x, mask in steps[3:]:
+        masked_only(x, mask)
+    restored = _bank([[0.0, 0.0], [1.0, 1.0]], refresh_steps=7)
+    restored.load_resume_state(masked_only.resume_state())
+    assert [len(t) for t in restored._recent] == [0, 0]
+    for x, mask in later:  # the refresh falls at step 7, inside these
+        torch.manual_seed(1)
+        straight(x, mask)
+        torch.manual_seed(1)
+        resumed(x, mask)
+    assert int(straight.updates) == int(resumed.updates) == 9
+    for name in ("prototypes", "cluster_size", "embed_sum", "usage"):
+        assert torch.equal(getattr(straight, name), getattr(resumed, name)), name

@@ -188,7 +188,7 @@ def test_progress_of_another_job_is_refused_and_kept(job: Job) -> None:
     with pytest.raises(ResumeError, match=rf"^{sidecar}: damaged progress file .*delete .*partial\*"):
         job.predict(resume=True)
     job.sidecar.write_bytes(before[1].replace(b'"version": 3', b'"version": 2'))  # an older format
-    with pytest.raises(ResumeError, match=rf"^{sidecar}: damaged .*\(version 2, expected 3\)"):
+    with pytest.raises(ResumeError, match=rf"^{sidecar}: .* another pgmre \(format 2, this one reads 3\)"):
         job.predict(resume=True)
     assert job.partial.read_bytes() == before[0]
 

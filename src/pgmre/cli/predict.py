@@ -56,7 +56,8 @@ def predict(
         typer.Option(
             "--resume",
             help="continue the interrupted run whose progress is in OUT.partial and OUT.partial.json "
-            "(same input, run, checkpoint, precision and --top-k); without any, start from the first line",
+            "(same input, run, checkpoint, precision and --top-k; the same --batch-size for the same bytes); "
+            "without any, start from the first line",
         ),
     ] = False,
 ) -> None:

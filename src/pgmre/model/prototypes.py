@@ -129,11 +129,12 @@ class EMAVectorQuantizer(nn.Module):
         self.register_buffer("initialised", torch.tensor(init == "random"))
         self.register_buffer("steps_unused", torch.zeros(num_prototypes, dtype=torch.long))
         # the latest training features and the training steps seen, for refresh: not in the weights (so
-        # checkpoints stay loadable across versions) but in the trainer's state (``refresh_state``), so
+        # checkpoints stay loadable across versions) but in the trainer's state (``resume_state``), so
         # that a resumed run refreshes on the same schedule and features
         self._recent: list[Tensor] = []
         self.register_buffer("updates", torch.zeros((), dtype=torch.long), persistent=False)
-        # Training-time assignment counts since the last read of stats(); logging only, not saved.
+        # Training-time assignment counts since the last read of stats(); logging only (in the trainer's
+        # state, not in the weights).
         self.register_buffer("usage", torch.zeros(num_prototypes), persistent=False)
 
     prototypes: Tensor
@@ -215,20 +216,23 @@ class EMAVectorQuantizer(nn.Module):
             if int(self.updates) % self.refresh_steps == 0:
                 self._refresh()
 
-    def refresh_state(self) -> dict[str, Tensor]:
-        """What the k-means refresh remembers between steps (the step count and the recent features):
-        the trainer saves it with its own state, so that a resumed run refreshes exactly as an
-        uninterrupted one."""
+    def resume_state(self) -> dict[str, Tensor]:
+        """What the bank remembers between training steps outside its weights (the step count and
+        recent features of the k-means refresh, the usage counts since the last log): the trainer saves
+        it with its own state, so that a resumed run refreshes and logs exactly as an uninterrupted one."""
         return {
             "updates": self.updates.detach().cpu().clone(),
+            "usage": self.usage.detach().cpu().clone(),
             "recent": torch.cat(self._recent).cpu() if self._recent else torch.zeros(0, self.dim),
+            # a step whose rows were all masked out keeps its (empty) place in the buffer
             "recent_sizes": torch.tensor([len(t) for t in self._recent], dtype=torch.long),
         }
 
-    def load_refresh_state(self, state: dict[str, Tensor]) -> None:
+    def load_resume_state(self, state: dict[str, Tensor]) -> None:
         self.updates.copy_(state["updates"])
+        self.usage.copy_(state["usage"])
         recent = state["recent"].to(self.prototypes.device)
-        self._recent = list(recent.split(state["recent_sizes"].tolist())) if len(recent) else []
+        self._recent = list(recent.split(state["recent_sizes"].tolist()))
 
     @torch.no_grad()
     def _refresh(self) -> None:
@@ -281,13 +285,13 @@ class EMAVectorQuantizer(nn.Module):
         return result
 
 
-def refresh_states(model: nn.Module) -> dict[str, dict[str, Tensor]]:
-    """Every prototype bank's :meth:`EMAVectorQuantizer.refresh_state`, by module name."""
-    return {name: m.refresh_state() for name, m in model.named_modules() if isinstance(m, EMAVectorQuantizer)}
+def resume_states(model: nn.Module) -> dict[str, dict[str, Tensor]]:
+    """Every prototype bank's :meth:`EMAVectorQuantizer.resume_state`, by module name."""
+    return {name: m.resume_state() for name, m in model.named_modules() if isinstance(m, EMAVectorQuantizer)}
 
 
-def load_refresh_states(model: nn.Module, states: dict[str, dict[str, Tensor]]) -> None:
-    """Restore what :func:`refresh_states` saved (banks it does not name keep a fresh schedule)."""
+def load_resume_states(model: nn.Module, states: dict[str, dict[str, Tensor]]) -> None:
+    """Restore what :func:`resume_states` saved (banks it does not name start afresh: an older run)."""
     for name, module in model.named_modules():
         if isinstance(module, EMAVectorQuantizer) and name in states:
-            module.load_refresh_state(states[name])
+            module.load_resume_state(states[name])

@@ -213,7 +213,7 @@ class Progress:
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
         if data.get("version") != PROGRESS_VERSION:
-            raise ValueError(f"version {data.get('version')!r}, expected {PROGRESS_VERSION}")
+            raise _OtherFormat(f"format {data.get('version')!r}, this one reads {PROGRESS_VERSION}")
         kinds: dict[str, tuple[type, ...]] = {
             "input": (str,),
             "input_sha256": (str,),
@@ -240,6 +240,10 @@ class Progress:
         return cls(**{f.name: data[f.name] for f in fields(cls)})
 
 
+class _OtherFormat(ValueError):
+    """A sidecar written by another version of pgmre (its fields may mean something else)."""
+
+
 def _start_over(output_path: Path) -> str:
     return f"delete {output_path}.partial* to start over"
 
@@ -258,6 +262,11 @@ def read_progress(output_path: str | Path) -> Progress | None:
         raise ResumeError(f"{sidecar}: cannot read the progress of an interrupted run: {err}") from None
     try:
         return Progress.from_json(text)
+    except _OtherFormat as err:
+        raise ResumeError(
+            f"{sidecar}: progress of an interrupted run written by another pgmre ({err}); "
+            f"{_start_over(target)}"
+        ) from None
     except (ValueError, TypeError) as err:
         raise ResumeError(
             f"{sidecar}: damaged progress file of an interrupted run ({err}); {_start_over(target)}"
@@ -405,16 +414,16 @@ def predict_file(
     started = time.perf_counter()
     done_through, earlier_seconds = 0, 0.0
     if saved is not None:
+        kept = _kept_bytes(target, saved)  # checked before anything changes
         if saved.batch_size != batch_size:
             log.warning(
                 "%s: resuming with batch size %d, the interrupted run used %d: the probabilities of the "
                 "lines predicted now may differ in their last digits from an uninterrupted run's "
-                "(padding changes with the batch); the labels and line numbers are unaffected",
+                "(padding changes with the batch), and so, on a near tie, a label",
                 sidecar,
                 batch_size,
                 saved.batch_size,
             )
-        kept = _kept_bytes(target, saved)  # checked before anything changes
         os.truncate(partial, kept)
         done_through, earlier_seconds = saved.done_through_line, saved.seconds
         summary.predicted, summary.skipped, summary.errors = (

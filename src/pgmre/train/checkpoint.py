@@ -97,11 +97,11 @@ def save_trainer_state(
     scheduler: Any,
     progress: Progress,
     scaler: Any = None,
-    prototype_refresh: dict[str, Any] | None = None,
+    prototype_banks: dict[str, Any] | None = None,
 ) -> None:
     torch.save(
         {
-            "prototype_refresh": prototype_refresh or {},
+            "prototype_banks": prototype_banks or {},
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict() if scaler is not None else None,

@@ -4,8 +4,9 @@ It runs unchanged on one CPU, one GPU, or many processes under ``torchrun``/``ac
 (``accelerate`` handles process groups, DDP wrapping and mixed precision; only rank 0 writes).
 Determinism: the order of every epoch comes from ``seed + epoch``, and the last checkpoint carries
 optimizer, scheduler and RNG state plus the position inside the epoch, so a resumed run continues
-exactly where the interrupted one stopped (tested bit for bit), the optional k-means refresh of the
-prototype banks included (its step count and recent features are saved with the trainer state).
+exactly where the interrupted one stopped (tested bit for bit in one process), the optional k-means
+refresh of the prototype banks included (its step count and recent features are saved with the trainer
+state). Only rank 0 writes, so under DDP every rank resumes with rank 0's RNG state and refresh buffer.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 from pgmre.config import Config, dump_config
 from pgmre.evaluate.inference import move_batch, predict_dataset, sample_lengths
 from pgmre.evaluate.metrics import score
-from pgmre.model.prototypes import load_refresh_states, refresh_states
+from pgmre.model.prototypes import load_resume_states, resume_states
 from pgmre.outputs import write_text_atomic
 from pgmre.precision import Precision, accelerate_mixed_precision, autocast, resolve_precision
 from pgmre.progress import progress_bar
@@ -161,7 +162,7 @@ class Trainer:
                         scheduler,
                         progress,
                         scaler=self.accelerator.scaler,
-                        prototype_refresh=refresh_states(unwrapped),
+                        prototype_banks=resume_states(unwrapped),
                     )
         self.accelerator.wait_for_everyone()
 
@@ -212,7 +213,7 @@ class Trainer:
         optimizer, scheduler = build_optimizer(model, cfg.train, total_steps)
 
         progress = Progress()
-        refresh: dict[str, Any] = {}  # the prototype banks' refresh schedules (absent: an older run)
+        banks: dict[str, Any] = {}  # the prototype banks' refresh schedules and usage (absent: an older run)
         if resuming:
             state = load_trainer_state(last)
             optimizer.load_state_dict(state["optimizer"])
@@ -220,7 +221,7 @@ class Trainer:
             if state.get("scaler") is not None and acc.scaler is not None:
                 acc.scaler.load_state_dict(state["scaler"])
             progress = Progress(**state["progress"])
-            refresh = state.get("prototype_refresh", {})
+            banks = state.get("prototype_banks", {})
             keep_optimizer_kernel(optimizer, cfg.train.optimizer_impl)
             set_rng_state(state["rng"])
             self._truncate_metrics(progress.epoch)
@@ -241,7 +242,7 @@ class Trainer:
                 cfg.train.length_buckets,
             )
         model, optimizer = acc.prepare(model, optimizer)
-        load_refresh_states(acc.unwrap_model(model), refresh)  # on the device the banks are now on
+        load_resume_states(acc.unwrap_model(model), banks)  # on the device the banks are now on
         if self.is_main:
             log.info("precision: %s (train.precision=%s)", self.precision_label, cfg.train.precision)
         previous_handlers = self._install_signal_handlers()
