@@ -181,12 +181,6 @@ def test_a_resumed_bank_refreshes_and_counts_as_an_uninterrupted_one() -> None:
     resumed.load_state_dict(straight.state_dict())
     resumed.load_resume_state(straight.resume_state())
     assert len(resumed._recent) == len(straight._recent) == 5  # the two empty steps keep their place
-    masked_only = _bank([[0.0, 0.0], [1.0, 1.0]], refresh_steps=7).train()
-    for x, mask in steps[3:]:
-        masked_only(x, mask)
-    restored = _bank([[0.0, 0.0], [1.0, 1.0]], refresh_steps=7)
-    restored.load_resume_state(masked_only.resume_state())
-    assert [len(t) for t in restored._recent] == [0, 0]
     for x, mask in later:  # the refresh falls at step 7, inside these
         torch.manual_seed(1)
         straight(x, mask)
@@ -195,3 +189,10 @@ def test_a_resumed_bank_refreshes_and_counts_as_an_uninterrupted_one() -> None:
     assert int(straight.updates) == int(resumed.updates) == 9
     for name in ("prototypes", "cluster_size", "embed_sum", "usage"):
         assert torch.equal(getattr(straight, name), getattr(resumed, name)), name
+
+    masked_only = _bank([[0.0, 0.0], [1.0, 1.0]], refresh_steps=7).train()  # no feature saved at all
+    for x, mask in steps[3:]:
+        masked_only(x, mask)
+    restored = _bank([[0.0, 0.0], [1.0, 1.0]], refresh_steps=7)
+    restored.load_resume_state(masked_only.resume_state())
+    assert [len(t) for t in restored._recent] == [0, 0]

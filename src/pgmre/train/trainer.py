@@ -5,8 +5,8 @@ It runs unchanged on one CPU, one GPU, or many processes under ``torchrun``/``ac
 Determinism: the order of every epoch comes from ``seed + epoch``, and the last checkpoint carries
 optimizer, scheduler and RNG state plus the position inside the epoch, so a resumed run continues
 exactly where the interrupted one stopped (tested bit for bit in one process), the optional k-means
-refresh of the prototype banks included (its step count and recent features are saved with the trainer
-state). Only rank 0 writes, so under DDP every rank resumes with rank 0's RNG state and refresh buffer.
+refresh of the prototype banks included (its step count and recent features, and the banks' usage
+counts, are saved with the trainer state). Only rank 0 writes, so under DDP every rank resumes with rank 0's RNG state and refresh buffer.
 """
 
 from __future__ import annotations
