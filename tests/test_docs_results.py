@@ -41,3 +41,22 @@ def test_headline_marks_the_best_run_and_skips_runs_not_made() -> None:
     assert len(table) == 4  # header, rule, the two runs made
     assert "| Base | **60.00** | 70.00 | 59.00 | 59.00 | 3 | 20 min |" in table
     assert any(line.startswith("| Base+Ent+RPM+APM (PG-MRE) | 55.50 |") for line in table)
+
+
+def test_headline_names_the_gpu_a_run_trained_on() -> None:
+    """GPU minutes beside CPU minutes would read as a speed-up of the model: the row says where it ran."""
+    sub = {"f1": 50.0}
+    cpu = {
+        "val": {"f1": 51.0, "accuracy": 70.0},
+        "subsets": {"unseen": sub, "untokenizable": sub},
+        "best_epoch": 2,
+        "epoch_seconds": [300.0, 300.0],
+        "hardware": {"accelerator": None},
+    }
+    gpu = {**cpu, "epoch_seconds": [30.0, 30.0], "hardware": {"accelerator": "NVIDIA H200"}}
+    table = quality_report.headline_table({"base": cpu, "mpnet-full": gpu})
+    assert "| Base | **51.00** | 70.00 | 50.00 | 50.00 | 2 | 10 min |" in table
+    assert (
+        "| PG-MRE, MPNet-base encoder | **51.00** | 70.00 | 50.00 | 50.00 | 2 | 1 min on an NVIDIA H200 |"
+        in table
+    )
