@@ -250,6 +250,8 @@ def run_experiment(name: str, epochs: int, out: Path, extra: list[str]) -> dict:
         },
         # tanh(g) of each gated guidance block after the last epoch (model.guidance_gate)
         "guidance_gates": history[-1].get("guidance_gates", {}),
+        # fp32 / bf16 on a CPU, accelerate's mixed precision on CUDA (absent: a run older than the record)
+        "compute_precision": history[-1].get("compute_precision"),
         "train_wall_seconds_this_invocation": round(train_seconds, 1),
         "eval_wall_seconds": round(eval_seconds, 1),
         "run_dir": str(run),
@@ -299,14 +301,20 @@ def main() -> None:
     results = json.loads(args.results.read_text()) if args.results.exists() else {"experiments": {}}
     for name in names:
         print(f"== {name}", flush=True)
-        results["experiments"][name] = run_experiment(name, args.epochs, args.out, args.overrides)
-        results["experiments"][name]["hardware"] = results["hardware"] = {
+        earlier = results["experiments"].get(name, {}).get("hardware")
+        exp = results["experiments"][name] = run_experiment(name, args.epochs, args.out, args.overrides)
+        results["hardware"] = {
             "machine": platform.machine(),
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "torch_threads": torch.get_num_threads(),
             "accelerator": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         }
+        # where the run trained: this machine if it trained now, else what was recorded when it did
+        if exp["train_wall_seconds_this_invocation"] > 0:
+            exp["hardware"] = results["hardware"]
+        elif earlier is not None:
+            exp["hardware"] = earlier
         save_results(args.results, results)
         print(json.dumps(results["experiments"][name]["val"]), flush=True)
 

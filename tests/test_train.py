@@ -23,6 +23,14 @@ from pgmre.data.mnre import load_samples
 from pgmre.data.synthetic import SyntheticDataset
 from pgmre.evaluate.inference import predict_dataset
 from pgmre.pipeline import MREPipeline
+from pgmre.train.checkpoint import (
+    Progress,
+    load_trainer_state,
+    rank_state,
+    rng_state,
+    save_trainer_state,
+    set_rng_state,
+)
 from pgmre.train.run import run_training
 from pgmre.train.trainer import epoch_order
 
@@ -351,6 +359,105 @@ def test_two_process_gloo_training_writes_once(
     # 48 samples over 2 processes at batch 8: 3 optimizer steps per epoch (each step sees 16 samples)
     assert rows[-1]["step"] == 6
     assert (run / "best" / "model.safetensors").exists() and not list(run.glob("*.tmp"))
+
+
+def _torchrun(port: int, *args: str) -> list[str]:
+    torchrun = Path(sys.executable).with_name("torchrun")
+    return [
+        str(torchrun),
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(port),
+        "-m",
+        "pgmre.cli",
+        "train",
+        *args,
+    ]
+
+
+def test_two_process_resume_after_sigkill_matches_uninterrupted(
+    synthetic_dataset: SyntheticDataset, tiny_bert: Path, tmp_path: Path
+) -> None:
+    # The whole two-process resume, bit for bit. On the CPU torch's dropout draws one seed per call, so
+    # here the ranks' generators stay in step and rank 0's state would do for rank 1 too; on CUDA they
+    # drift apart with each rank's padded lengths, which the per-rank states below (next test) cover.
+    raw = tiny_config(
+        synthetic_dataset,
+        tiny_bert,
+        tmp_path,
+        train={"epochs": 3, "checkpoint_every_steps": 1},
+        model={"dropout": 0.1, "prototype_refresh_steps": 2},
+    )
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(raw))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    straight = tmp_path / "straight"
+    done = subprocess.run(
+        _torchrun(29741, "--config", str(config_path), "--run-dir", str(straight)),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(
+        _torchrun(29742, "--config", str(config_path), "--run-dir", str(killed)),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # the workers too: torchrun's children outlive a SIGKILL of torchrun
+    )
+    deadline = time.time() + 240
+    while time.time() < deadline and not (killed / "metrics.jsonl").exists():  # kill during epoch 2
+        time.sleep(0.05)
+    time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    rows = len((killed / "metrics.jsonl").read_text().splitlines())
+    assert rows < 3, "the run finished before it was killed: nothing was resumed"
+    resumed = subprocess.run(
+        _torchrun(29743, "--resume", str(killed)), capture_output=True, text=True, timeout=300, env=env
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+    def history(run: Path) -> list[dict]:
+        rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+        return [{k: v for k, v in r.items() if k.startswith("dev_") or k in ("epoch", "step")} for r in rows]
+
+    assert history(killed) == history(straight)
+    a, b = (load_file(run / "last" / "model.safetensors") for run in (killed, straight))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # bit-for-bit the same weights
+
+
+def test_each_rank_resumes_its_own_rng_and_banks(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.AdamW(model.parameters())
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    ranks = []
+    for rank in range(2):  # two processes whose generators have drifted apart
+        torch.manual_seed(rank)
+        ranks.append({"rng": rng_state(), "prototype_banks": {"apm": {"usage": torch.tensor([rank])}}})
+    save_trainer_state(tmp_path, optimizer, scheduler, Progress(), ranks=ranks)
+    state = load_trainer_state(tmp_path)
+    for rank in range(2):
+        own = rank_state(state, rank, 2)
+        set_rng_state(own["rng"])
+        torch.manual_seed(rank)
+        expected = torch.rand(3)
+        set_rng_state(own["rng"])
+        assert torch.equal(torch.rand(3), expected)
+        assert int(own["prototype_banks"]["apm"]["usage"]) == rank
+    # resumed by another number of processes (or an older checkpoint): rank 0's for all, with a warning
+    with caplog.at_level("WARNING"):
+        assert rank_state(state, 0, 3) is state["ranks"][0]
+        assert rank_state(state, 2, 3) is state["ranks"][0]
+    assert "every process resumes with rank 0's" in caplog.text
+    older = {k: v for k, v in state.items() if k != "ranks"}
+    assert rank_state(older, 0, 1)["rng"] is state["rng"]
 
 
 def test_input_errors_exit_2_with_the_reason(

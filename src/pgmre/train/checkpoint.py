@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import pickle
 import random
@@ -17,6 +18,8 @@ import numpy as np
 import torch
 
 from pgmre.runfiles import RunLoadError, describe
+
+log = logging.getLogger(__name__)
 
 TRAINER_STATE = "trainer_state.pt"
 
@@ -98,18 +101,41 @@ def save_trainer_state(
     progress: Progress,
     scaler: Any = None,
     prototype_banks: dict[str, Any] | None = None,
+    ranks: list[dict[str, Any]] | None = None,
 ) -> None:
+    """``ranks``: what each process keeps of its own, in rank order (DDP): its :func:`rng_state` under
+    ``rng`` and its banks' ``prototype_banks``. The top-level ``rng`` and ``prototype_banks`` stay rank
+    0's, all that a checkpoint older than ``ranks`` holds."""
+    ranks = ranks or [{"rng": rng_state(), "prototype_banks": prototype_banks or {}}]
     torch.save(
         {
-            "prototype_banks": prototype_banks or {},
+            "prototype_banks": ranks[0]["prototype_banks"],
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict() if scaler is not None else None,
-            "rng": rng_state(),
+            "rng": ranks[0]["rng"],
+            "ranks": ranks,
             "progress": asdict(progress),
         },
         Path(directory) / TRAINER_STATE,
     )
+
+
+def rank_state(state: dict[str, Any], rank: int, world_size: int) -> dict[str, Any]:
+    """The ``rng`` and ``prototype_banks`` that process ``rank`` of ``world_size`` resumes with: its own
+    where as many processes wrote the checkpoint, else rank 0's (a warning says so: dropout and the
+    k-means refresh then differ from an uninterrupted run's on the other ranks)."""
+    ranks = state.get("ranks") or [{"rng": state["rng"], "prototype_banks": state.get("prototype_banks", {})}]
+    if len(ranks) == world_size:
+        return ranks[rank]
+    if rank == 0:
+        log.warning(
+            "the checkpoint holds the RNG states of %d process(es), this run has %d: every process "
+            "resumes with rank 0's, so its dropout will not repeat the interrupted run's",
+            len(ranks),
+            world_size,
+        )
+    return ranks[0]
 
 
 def load_trainer_state(directory: Path) -> dict[str, Any]:

@@ -6,7 +6,9 @@ Determinism: the order of every epoch comes from ``seed + epoch``, and the last 
 optimizer, scheduler and RNG state plus the position inside the epoch, so a resumed run continues
 exactly where the interrupted one stopped (tested bit for bit in one process), the optional k-means
 refresh of the prototype banks included (its step count and recent features, and the banks' usage
-counts, are saved with the trainer state). Only rank 0 writes, so under DDP every rank resumes with rank 0's RNG state and refresh buffer.
+counts, are saved with the trainer state). Only rank 0 writes; under DDP the trainer state holds each
+rank's own RNG state and refresh buffers, so every rank resumes its own dropout masks and k-means draws
+(tested bit for bit with two processes).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DistributedDataParallelKwargs, set_seed
+from accelerate.utils import DistributedDataParallelKwargs, gather_object, set_seed
 from torch.utils.data import DataLoader, Dataset
 
 from pgmre.config import Config, dump_config
@@ -39,7 +41,9 @@ from pgmre.train.checkpoint import (
     Progress,
     atomic_directory,
     load_trainer_state,
+    rank_state,
     recover_interrupted,
+    rng_state,
     save_trainer_state,
     set_rng_state,
 )
@@ -151,6 +155,10 @@ class Trainer:
     ) -> None:
         """Write ``best`` or ``last`` atomically; ``last`` also carries the trainer state for resuming."""
         self.accelerator.wait_for_everyone()
+        ranks = None
+        if name == "last":  # what each process keeps of its own (a collective: before the rank-0 block)
+            own = {"rng": rng_state(), "prototype_banks": resume_states(self.accelerator.unwrap_model(model))}
+            ranks = gather_object([own])
         if self.is_main:
             unwrapped = self.accelerator.unwrap_model(model)
             with atomic_directory(self.run_dir / name) as tmp:
@@ -162,7 +170,7 @@ class Trainer:
                         scheduler,
                         progress,
                         scaler=self.accelerator.scaler,
-                        prototype_banks=resume_states(unwrapped),
+                        ranks=ranks,
                     )
         self.accelerator.wait_for_everyone()
 
@@ -221,9 +229,10 @@ class Trainer:
             if state.get("scaler") is not None and acc.scaler is not None:
                 acc.scaler.load_state_dict(state["scaler"])
             progress = Progress(**state["progress"])
-            banks = state.get("prototype_banks", {})
             keep_optimizer_kernel(optimizer, cfg.train.optimizer_impl)
-            set_rng_state(state["rng"])
+            own = rank_state(state, acc.process_index, acc.num_processes)
+            banks = own.get("prototype_banks", {})
+            set_rng_state(own["rng"])
             self._truncate_metrics(progress.epoch)
             log.info(
                 "resuming at epoch %d, batch %d (step %d)",
