@@ -8,7 +8,8 @@ exactly where the interrupted one stopped (tested bit for bit in one process), t
 refresh of the prototype banks included (its step count and recent features, and the banks' usage
 counts, are saved with the trainer state). Only rank 0 writes; under DDP the trainer state holds each
 rank's own RNG state and refresh buffers, so every rank resumes its own dropout masks and k-means draws
-(tested bit for bit with two processes).
+(the two-process resume is tested bit for bit; on the CPU the ranks' generators also stay in step, on
+CUDA they drift apart with each rank's padded lengths).
 """
 
 from __future__ import annotations
