@@ -503,3 +503,33 @@ def test_a_checkpoint_whose_save_was_cut_between_its_renames_is_read_from_old(
     fallback = Predictor.from_pretrained(run).predict(text, "Jonas Berg", "Summit Bank")
     (run / "best.old").rename(run / "best")
     assert fallback == Predictor.from_pretrained(run).predict(text, "Jonas Berg", "Summit Bank")
+
+
+def test_evaluate_takes_the_untokenizable_vocab_and_checks_it_before_inference(
+    trained_caption_run: Path,
+    synthetic_dataset: SyntheticDataset,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    run, data, train = str(trained_caption_run), str(synthetic_dataset.test), str(synthetic_dataset.train)
+    args = ["evaluate", "--run", run, "--data", data, "--train", train]
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("[PAD]\n[UNK]\n")  # holds no entity word: every sample is untokenizable
+    result = invoke(*args, "--out", str(tmp_path / "e"), "--vocab", str(vocab))
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "e" / "report.json").read_text())
+    assert report["subsets"]["untokenizable"]["n"] == report["n"]
+    default = invoke(*args, "--out", str(tmp_path / "e-bundled"))  # the bundled BERT-uncased vocabulary
+    assert default.exit_code == 0, default.output
+    assert (
+        json.loads((tmp_path / "e-bundled" / "report.json").read_text())["subsets"]["untokenizable"]["n"]
+        < (report["n"])
+    )
+
+    def tripwire(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the model ran before the vocabulary was checked")
+
+    monkeypatch.setattr("pgmre.evaluate.report.predict_dataset", tripwire)
+    missing = tmp_path / "nowhere" / "vocab.txt"
+    result = invoke(*args, "--out", str(tmp_path / "e2"), "--vocab", str(missing))
+    assert result.exit_code == 2 and str(missing) in result.output, result.output

@@ -125,6 +125,11 @@ def evaluate(
     split: str = typer.Option(None, help="split name for {split} in visual paths (default: all splits)"),
     precision: PrecisionOption = None,
     device: DeviceOption = None,
+    vocab: Path = typer.Option(
+        None,
+        "--vocab",
+        help="WordPiece vocab.txt (or tokenizer dir) defining 'untokenizable'; default: bundled",
+    ),
 ) -> None:
     """Score a run: report.json, report.md, predictions.jsonl and plots."""
     from pgmre.evaluate.report import evaluate_run
@@ -141,6 +146,7 @@ def evaluate(
             split=split,
             precision=precision_value(precision),
             device=device,
+            vocab_path=vocab,
         )
     except USER_ERRORS as err:
         _fail_on(err)

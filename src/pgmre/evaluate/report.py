@@ -9,6 +9,7 @@ from typing import Any
 
 from pgmre.config import protocol_statement
 from pgmre.data.mnre import load_samples, load_split
+from pgmre.data.subsets import load_wordpiece_vocab
 from pgmre.evaluate.inference import Predictions, predict_dataset
 from pgmre.evaluate.metrics import score_samples
 from pgmre.evaluate.plots import plot_confusion, plot_projection, plot_prototype_usage, plot_training_curves
@@ -110,16 +111,20 @@ def evaluate_run(
     split: str | None = None,
     precision: str | None = None,
     device: str | None = None,
+    vocab_path: str | Path | None = None,
 ) -> EvaluationResult:
     """``precision``: auto/fp32/bf16 (default: the run's ``train.precision``); ``device``: the model's
-    (default: CUDA when there is one, as for ``Predictor``, so both score with the same arithmetic)."""
+    (default: CUDA when there is one, as for ``Predictor``, so both score with the same arithmetic);
+    ``vocab_path``: the WordPiece vocabulary that defines MNRE-UT (default: the bundled BERT-uncased)."""
     from pgmre.encoders.frozen_text import pick_device
     from pgmre.pipeline import MREPipeline
     from pgmre.precision import resolve_precision
 
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir else run_dir / f"eval-{Path(data_path).stem}"
-    check_output_dir(out, OUTPUT_FILES, [data_path, train_path])  # before minutes of work, not after
+    check_output_dir(out, OUTPUT_FILES, [data_path, train_path, vocab_path])  # before minutes of work
+    if train_path:  # the subsets' vocabulary too: a missing one would otherwise surface after inference
+        load_wordpiece_vocab(vocab_path)
     pipeline = MREPipeline.from_run(run_dir, progress=progress)
     model = pipeline.load_model(run_dir / checkpoint).to(pick_device(device))
     samples = load_split(str(data_path), pipeline.vocab, pipeline.config.data.strict)
@@ -149,7 +154,9 @@ def evaluate_run(
         precision=arithmetic,
     )
     predicted = [pipeline.vocab.decode(int(x)) for x in preds.labels]
-    report = score_samples(samples, predicted, pipeline.vocab, train_samples=train_samples)
+    report = score_samples(
+        samples, predicted, pipeline.vocab, train_samples=train_samples, vocab_path=vocab_path
+    )
     report["data"] = str(data_path)
     report["protocol"] = pipeline.config.protocol
     report["protocol_note"] = protocol_statement(pipeline.config)
