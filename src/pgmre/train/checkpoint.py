@@ -99,14 +99,12 @@ def save_trainer_state(
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
     progress: Progress,
+    ranks: list[dict[str, Any]],
     scaler: Any = None,
-    prototype_banks: dict[str, Any] | None = None,
-    ranks: list[dict[str, Any]] | None = None,
 ) -> None:
-    """``ranks``: what each process keeps of its own, in rank order (DDP): its :func:`rng_state` under
-    ``rng`` and its banks' ``prototype_banks``. The top-level ``rng`` and ``prototype_banks`` stay rank
-    0's, all that a checkpoint older than ``ranks`` holds."""
-    ranks = ranks or [{"rng": rng_state(), "prototype_banks": prototype_banks or {}}]
+    """``ranks``: every process's :func:`process_state`, in rank order (one entry without DDP). The
+    top-level ``rng`` and ``prototype_banks`` stay rank 0's, all that a checkpoint older than ``ranks``
+    holds."""
     torch.save(
         {
             "prototype_banks": ranks[0]["prototype_banks"],
@@ -121,6 +119,11 @@ def save_trainer_state(
     )
 
 
+def process_state(prototype_banks: dict[str, Any]) -> dict[str, Any]:
+    """What one process keeps of its own between steps: its RNG state and its prototype banks' buffers."""
+    return {"rng": rng_state(), "prototype_banks": prototype_banks}
+
+
 def rank_state(state: dict[str, Any], rank: int, world_size: int) -> dict[str, Any]:
     """The ``rng`` and ``prototype_banks`` that process ``rank`` of ``world_size`` resumes with: its own
     where as many processes wrote the checkpoint, else rank 0's (a warning says so: dropout and the
@@ -128,10 +131,15 @@ def rank_state(state: dict[str, Any], rank: int, world_size: int) -> dict[str, A
     ranks = state.get("ranks") or [{"rng": state["rng"], "prototype_banks": state.get("prototype_banks", {})}]
     if len(ranks) == world_size:
         return ranks[rank]
-    if rank == 0:
+    if rank == 0 and "ranks" not in state:
         log.warning(
-            "the checkpoint holds the RNG states of %d process(es), this run has %d: every process "
-            "resumes with rank 0's, so its dropout will not repeat the interrupted run's",
+            "the checkpoint was written before pgmre saved each process's state: every process resumes "
+            "with rank 0's RNG state and prototype buffers, so dropout will not repeat the interrupted run's"
+        )
+    elif rank == 0:
+        log.warning(
+            "the checkpoint was written by %d process(es), this run has %d: each epoch's split between "
+            "the processes changes, and every process resumes with rank 0's RNG state and prototype buffers",
             len(ranks),
             world_size,
         )

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DistributedDataParallelKwargs, gather_object, set_seed
+from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from torch.utils.data import DataLoader, Dataset
 
 from pgmre.config import Config, dump_config
@@ -42,9 +42,9 @@ from pgmre.train.checkpoint import (
     Progress,
     atomic_directory,
     load_trainer_state,
+    process_state,
     rank_state,
     recover_interrupted,
-    rng_state,
     save_trainer_state,
     set_rng_state,
 )
@@ -158,22 +158,30 @@ class Trainer:
         self.accelerator.wait_for_everyone()
         ranks = None
         if name == "last":  # what each process keeps of its own (a collective: before the rank-0 block)
-            own = {"rng": rng_state(), "prototype_banks": resume_states(self.accelerator.unwrap_model(model))}
-            ranks = gather_object([own])
+            ranks = self._gather_to_main(process_state(resume_states(self.accelerator.unwrap_model(model))))
         if self.is_main:
             unwrapped = self.accelerator.unwrap_model(model)
             with atomic_directory(self.run_dir / name) as tmp:
                 unwrapped.save_pretrained(tmp)
                 if name == "last":
+                    assert ranks is not None  # gathered on rank 0 above
                     save_trainer_state(
                         tmp,
                         optimizer,
                         scheduler,
                         progress,
-                        scaler=self.accelerator.scaler,
                         ranks=ranks,
+                        scaler=self.accelerator.scaler,
                     )
         self.accelerator.wait_for_everyone()
+
+    def _gather_to_main(self, own: dict[str, Any]) -> list[dict[str, Any]] | None:
+        """Every process's ``own``, in rank order, on rank 0 (None elsewhere); every process must call it."""
+        if self.accelerator.num_processes == 1:
+            return [own]
+        gathered: list[Any] | None = [None] * self.accelerator.num_processes if self.is_main else None
+        torch.distributed.gather_object(own, gathered, dst=0)
+        return gathered
 
     def evaluate(self, model: torch.nn.Module, dataset: Dataset, collate: Any, vocab: Any) -> dict[str, Any]:
         unwrapped = self.accelerator.unwrap_model(model)
