@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
@@ -17,6 +18,15 @@ class PrecisionChoice(StrEnum):
 #: ``--device`` of evaluate, predict and serve.
 DeviceOption = Annotated[
     str | None, typer.Option("--device", help="torch device of the model (default: cuda if available)")
+]
+#: ``--vocab`` of evaluate, score and data subsets: the vocabulary that defines MNRE-UT.
+VocabOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--vocab",
+        help="WordPiece vocab.txt (or a tokenizer dir holding one) defining 'untokenizable'; "
+        "default: the bundled BERT-uncased",
+    ),
 ]
 #: ``--precision`` of evaluate, predict and serve (see :mod:`pgmre.precision`).
 PrecisionOption = Annotated[

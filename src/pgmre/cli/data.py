@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from pgmre.cli.common import fail
+from pgmre.cli.common import VocabOption, fail
 from pgmre.data.mnre import DataError, ReadResult, read_samples
 from pgmre.labels import RelationVocab
 
@@ -97,10 +97,7 @@ def check(
 def subsets(
     train: Annotated[Path, typer.Option("--train", help="training file that defines 'seen' entities")],
     eval_file: Annotated[Path, typer.Option("--eval", help="file whose samples are counted")],
-    vocab: Annotated[
-        Path | None,
-        typer.Option("--vocab", help="WordPiece vocab.txt (or tokenizer dir); default: bundled BERT-uncased"),
-    ] = None,
+    vocab: VocabOption = None,
 ) -> None:
     """Print {"n", "unseen", "untokenizable"} for the samples of --eval (MNRE US / UT)."""
     from pgmre.data.subsets import subset_counts

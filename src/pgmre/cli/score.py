@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from pgmre.cli.common import fail
+from pgmre.cli.common import VocabOption, fail
 from pgmre.cli.data import Rel2idOption, relation_vocab
 from pgmre.data.mnre import DataError, load_samples
 
@@ -24,10 +24,7 @@ def score_command(
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", help="also write the report JSON here")] = None,
     rel2id: Rel2idOption = None,
-    vocab: Annotated[
-        Path | None,
-        typer.Option("--vocab", help="WordPiece vocab.txt defining 'untokenizable'; default: bundled"),
-    ] = None,
+    vocab: VocabOption = None,
     against: Annotated[
         Path | None,
         typer.Option(

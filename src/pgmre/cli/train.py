@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from pgmre.cli.common import DeviceOption, PrecisionOption, precision_value
+from pgmre.cli.common import DeviceOption, PrecisionOption, VocabOption, precision_value
 from pgmre.config import ConfigError, load_config
 from pgmre.data.audit import AuxInputError, LabelLeakError
 from pgmre.data.mnre import DataError
@@ -125,11 +125,7 @@ def evaluate(
     split: str = typer.Option(None, help="split name for {split} in visual paths (default: all splits)"),
     precision: PrecisionOption = None,
     device: DeviceOption = None,
-    vocab: Path = typer.Option(
-        None,
-        "--vocab",
-        help="WordPiece vocab.txt (or tokenizer dir) defining 'untokenizable'; default: bundled",
-    ),
+    vocab: VocabOption = None,
 ) -> None:
     """Score a run: report.json, report.md, predictions.jsonl and plots."""
     from pgmre.evaluate.report import evaluate_run
