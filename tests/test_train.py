@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -261,18 +262,60 @@ def test_resume_from_a_damaged_trainer_state_names_the_file(
     assert yaml.safe_load((run / "config.yaml").read_text())["train"]["epochs"] == 1
 
 
-def _train_cmd(config_path: Path, run_dir: Path, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "pgmre.cli",
-        "train",
-        "--config",
-        str(config_path),
-        "--run-dir",
-        str(run_dir),
-        *extra,
-    ]
+def _one_process(*args: str) -> list[str]:
+    return [sys.executable, "-m", "pgmre.cli", "train", *args]
+
+
+def _torchrun(*args: str) -> list[str]:
+    """``pgmre train`` in two processes; ``--standalone`` picks a free port (no clash with a leftover run)."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    return [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "pgmre.cli", "train", *args]
+
+
+def _killed_run_resumes_exactly(
+    launch: Callable[..., list[str]], config: dict, tmp_path: Path, keep: tuple[str, ...]
+) -> Path:
+    """Train ``config`` straight through, and again killed (SIGKILL, workers included) after its first
+    epoch, then resumed; both must log the same dev scores and ``keep`` columns per epoch and end with
+    bit-for-bit the same weights. Returns the resumed run."""
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def train(*args: str) -> None:
+        done = subprocess.run(launch(*args), capture_output=True, text=True, timeout=300, env=env)
+        assert done.returncode == 0, done.stderr[-3000:]
+
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    train("--config", str(config_path), "--run-dir", str(straight))
+    proc = subprocess.Popen(
+        launch("--config", str(config_path), "--run-dir", str(killed)),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # torchrun's workers outlive a SIGKILL of torchrun alone
+    )
+    metrics = killed / "metrics.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and not metrics.exists():  # kill during epoch 2, after a checkpoint
+        time.sleep(0.05)
+    assert metrics.exists(), "the run finished no epoch in 240 s"
+    time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    epochs = config["train"]["epochs"]
+    assert len(metrics.read_text().splitlines()) < epochs, "the run finished before it was killed"
+    assert (killed / "last" / "trainer_state.pt").exists() or (killed / "last.old").exists()
+    train("--resume", str(killed))
+
+    def history(run: Path) -> list[dict]:
+        rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+        return [{k: v for k, v in r.items() if k.startswith("dev_") or k in keep} for r in rows]
+
+    assert history(killed) == history(straight)  # every epoch, once each
+    a, b = (load_file(run / "last" / "model.safetensors") for run in (killed, straight))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # bit-for-bit the same weights
+    return killed
 
 
 def test_resume_after_sigkill_matches_uninterrupted(
@@ -288,48 +331,8 @@ def test_resume_after_sigkill_matches_uninterrupted(
         train={"epochs": 4, "checkpoint_every_steps": 1, "length_buckets": 2},
         model={"dropout": 0.1, "prototype_refresh_steps": 3},
     )
-    config_path = tmp_path / "config.yaml"
-    config_path.write_text(yaml.safe_dump(raw))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-
-    straight = tmp_path / "straight"
-    subprocess.run(_train_cmd(config_path, straight), check=True, env=env, capture_output=True)
-
-    killed = tmp_path / "killed"
-    proc = subprocess.Popen(
-        _train_cmd(config_path, killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.time() + 120
-    state = killed / "metrics.jsonl"
-    while time.time() < deadline and not state.exists():  # kill during epoch 2, after a checkpoint
-        time.sleep(0.05)
-    time.sleep(0.3)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    interrupted_rows = len((killed / "metrics.jsonl").read_text().splitlines())
-    assert interrupted_rows < 4, "the run finished before it was killed: nothing was resumed"
-    assert (killed / "last" / "trainer_state.pt").exists() or (killed / "last.old").exists()
-    subprocess.run(
-        [sys.executable, "-m", "pgmre.cli", "train", "--resume", str(killed)],
-        check=True,
-        env=env,
-        capture_output=True,
-    )
-
-    def history(run: Path) -> list[dict]:
-        rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-        keep = ("epoch", "step", "train_loss")  # the resumed epoch's mean loss covers its first part too
-        return [{k: v for k, v in r.items() if k.startswith("dev_") or k in keep} for r in rows]
-
-    assert history(killed) == history(straight)  # every epoch, once each
-    a, b = (load_file(run / "last" / "model.safetensors") for run in (killed, straight))
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # bit-for-bit the same weights
-
-
-def _torchrun(*args: str) -> list[str]:
-    """``pgmre train`` in two processes; ``--standalone`` picks a free port (no clash with a leftover run)."""
-    torchrun = Path(sys.executable).with_name("torchrun")
-    return [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "pgmre.cli", "train", *args]
+    # one process: the resumed epoch's mean train loss (which covers its first part too) must match
+    _killed_run_resumes_exactly(_one_process, raw, tmp_path, keep=("epoch", "step", "train_loss"))
 
 
 def test_two_process_gloo_training_writes_once(
@@ -367,55 +370,12 @@ def test_two_process_resume_after_sigkill_matches_uninterrupted(
         train={"epochs": 6, "checkpoint_every_steps": 1},
         model={"dropout": 0.1, "prototype_refresh_steps": 2},
     )
-    config_path = tmp_path / "config.yaml"
-    config_path.write_text(yaml.safe_dump(raw))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-
-    straight = tmp_path / "straight"
-    done = subprocess.run(
-        _torchrun("--config", str(config_path), "--run-dir", str(straight)),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-
-    killed = tmp_path / "killed"
-    proc = subprocess.Popen(
-        _torchrun("--config", str(config_path), "--run-dir", str(killed)),
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # the workers too: torchrun's children outlive a SIGKILL of torchrun
-    )
-    deadline = time.time() + 240
-    while time.time() < deadline and not (killed / "metrics.jsonl").exists():  # kill after epoch 1
-        time.sleep(0.05)
-    assert (killed / "metrics.jsonl").exists(), "the two-process run finished no epoch in 240 s"
-    time.sleep(0.3)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    rows = len((killed / "metrics.jsonl").read_text().splitlines())
-    assert rows < 6, "the run finished before it was killed: nothing was resumed"
-    resumed = subprocess.run(
-        _torchrun("--resume", str(killed)), capture_output=True, text=True, timeout=300, env=env
-    )
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-
-    def history(run: Path) -> list[dict]:
-        rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-        return [{k: v for k, v in r.items() if k.startswith("dev_") or k in ("epoch", "step")} for r in rows]
-
-    assert history(killed) == history(straight)
-    # each process saved its own state: rank 1's refresh buffer holds its own batches' features
+    killed = _killed_run_resumes_exactly(_torchrun, raw, tmp_path, keep=("epoch", "step"))
     ranks = load_trainer_state(killed / "last")["ranks"]
     assert len(ranks) == 2
     banks = ranks[0]["prototype_banks"]
     assert banks and all(len(banks[b]["recent"]) for b in banks)
     assert any(not torch.equal(banks[b]["recent"], ranks[1]["prototype_banks"][b]["recent"]) for b in banks)
-    a, b = (load_file(run / "last" / "model.safetensors") for run in (killed, straight))
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # bit-for-bit the same weights
 
 
 def test_each_rank_resumes_its_own_rng_and_banks(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
